@@ -1,0 +1,1 @@
+//! C ABI of the clip runtime (see issue 5).

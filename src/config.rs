@@ -1,0 +1,1 @@
+//! config (issue 2, in progress).

@@ -1,0 +1,1 @@
+//! encoder (issue 2, in progress).

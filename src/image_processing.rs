@@ -1,0 +1,1 @@
+//! Image decoding and `CLIPImageProcessor` (see issue 4).

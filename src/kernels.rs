@@ -1,0 +1,1 @@
+//! kernels (issue 2, in progress).

@@ -1,0 +1,31 @@
+//! # clip: a pure-Rust CPU runtime for OpenAI's CLIP
+//!
+//! Loads Hugging Face CLIP checkpoints (`config.json`, `preprocessor_config.json`,
+//! tokenizer files, `*.safetensors`) and computes the same numbers as
+//! `transformers`' `CLIPModel`, `CLIPTokenizerFast` and `CLIPImageProcessor`.
+//!
+//! Module map (one concept each):
+//! - [`config`]: `CLIPConfig`, `CLIPTextConfig`, `CLIPVisionConfig`.
+//! - [`weights`]: memory-mapped safetensors, both weight namings.
+//! - [`kernels`]: matrix products, layer norm, softmax, activations, attention.
+//! - [`text_model`], [`vision_model`]: the two towers.
+//! - [`model`]: `CLIPModel` and `CLIPForImageClassification`.
+//! - [`tokenizer`]: CLIP's byte-level BPE.
+//! - [`image_processing`]: decoding and `CLIPImageProcessor`.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod image_processing;
+pub mod kernels;
+pub mod model;
+pub mod tensor;
+pub mod text_model;
+pub mod tokenizer;
+pub mod vision_model;
+pub mod weights;
+
+mod encoder;
+
+pub use error::{Error, ErrorKind, Result};

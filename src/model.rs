@@ -1,0 +1,1 @@
+//! model (issue 2, in progress).

@@ -1,0 +1,189 @@
+//! A minimal dense f32 tensor for inputs and outputs (row-major, owned).
+//!
+//! The runtime's public functions take and return [`Tensor`]s: `pixel_values`
+//! `[batch, 3, height, width]`, `last_hidden_state` `[batch, seq, hidden]`,
+//! embeddings `[batch, dim]`, logits. It is deliberately small: a shape and
+//! a `Vec<f32>`, with `.npy` output for tools.
+
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// A row-major f32 tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Tensor {
+    /// A tensor of `shape` holding `data` (row-major). Fails if the element
+    /// count does not match the shape.
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
+        let n = checked_numel(&shape)?;
+        if n != data.len() {
+            return Err(Error::invalid(format!(
+                "tensor of shape {shape:?} needs {n} values, got {}",
+                data.len()
+            )));
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: Vec<usize>) -> Result<Self> {
+        let n = checked_numel(&shape)?;
+        Ok(Tensor { shape, data: vec![0.0; n] })
+    }
+
+    /// Internal constructor for shapes already known to match.
+    pub(crate) fn from_parts(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Tensor { shape, data }
+    }
+
+    /// The dimensions.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The values, row-major.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The values, mutable.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Consumes the tensor, returning its values.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Row `i` along the first axis, as a flat slice (e.g. one embedding of a
+    /// `[batch, dim]` tensor). Panics if `i` is out of range.
+    pub fn row(&self, i: usize) -> &[f32] {
+        let stride = self.shape.iter().skip(1).product::<usize>();
+        &self.data[i * stride..(i + 1) * stride]
+    }
+
+    /// Iterates over rows along the first axis.
+    pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
+        let stride = self.shape.iter().skip(1).product::<usize>().max(1);
+        self.data.chunks(stride)
+    }
+
+    /// Stacks tensors of one shape along a new first axis.
+    pub fn stack(items: &[Tensor]) -> Result<Tensor> {
+        let first = items.first().ok_or_else(|| Error::invalid("cannot stack an empty list"))?;
+        let mut data = Vec::with_capacity(first.len() * items.len());
+        for t in items {
+            if t.shape != first.shape {
+                return Err(Error::invalid(format!(
+                    "cannot stack tensors of shapes {:?} and {:?}",
+                    first.shape, t.shape
+                )));
+            }
+            data.extend_from_slice(&t.data);
+        }
+        let mut shape = vec![items.len()];
+        shape.extend_from_slice(&first.shape);
+        Ok(Tensor { shape, data })
+    }
+
+    /// Concatenates tensors along the first axis (their other dimensions must match).
+    pub fn concat(items: &[Tensor]) -> Result<Tensor> {
+        let first = items.first().ok_or_else(|| Error::invalid("cannot concatenate an empty list"))?;
+        let mut rows = 0;
+        let mut data = Vec::new();
+        for t in items {
+            if t.shape.len() != first.shape.len() || t.shape[1..] != first.shape[1..] {
+                return Err(Error::invalid(format!(
+                    "cannot concatenate tensors of shapes {:?} and {:?}",
+                    first.shape, t.shape
+                )));
+            }
+            rows += t.shape[0];
+            data.extend_from_slice(&t.data);
+        }
+        let mut shape = first.shape.clone();
+        shape[0] = rows;
+        Ok(Tensor { shape, data })
+    }
+
+    /// The `.npy` (format 1.0, little-endian `<f4`, C order) encoding.
+    pub fn to_npy_bytes(&self) -> Vec<u8> {
+        let dims: Vec<String> = self.shape.iter().map(|d| d.to_string()).collect();
+        let shape = match dims.len() {
+            1 => format!("({},)", dims[0]),
+            _ => format!("({})", dims.join(", ")),
+        };
+        let mut header =
+            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        // Magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
+        let unpadded = 10 + header.len() + 1;
+        header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+        header.push('\n');
+        let mut out = Vec::with_capacity(10 + header.len() + self.data.len() * 4);
+        out.extend_from_slice(b"\x93NUMPY\x01\x00");
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        for v in &self.data {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// Writes the tensor as a `.npy` file.
+    pub fn write_npy(&self, path: &Path) -> Result<()> {
+        let mut f = std::fs::File::create(path).map_err(|e| {
+            Error::new(crate::ErrorKind::Io, format!("cannot create {}: {e}", path.display()))
+        })?;
+        f.write_all(&self.to_npy_bytes()).map_err(|e| {
+            Error::new(crate::ErrorKind::Io, format!("cannot write {}: {e}", path.display()))
+        })
+    }
+}
+
+/// The element count of `shape`, or an error if it overflows `usize`.
+pub(crate) fn checked_numel(shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::invalid(format!("tensor shape {shape:?} is too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_parsable() {
+        let t = Tensor::new(vec![2, 3], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        let b = t.to_npy_bytes();
+        let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+        assert_eq!((10 + hlen) % 64, 0);
+        let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+        assert!(header.contains("'shape': (2, 3)"));
+        assert_eq!(&b[10 + hlen + 4..10 + hlen + 8], &1.0f32.to_le_bytes());
+        assert_eq!(b.len(), 10 + hlen + 24);
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        assert!(Tensor::new(vec![2, 2], vec![1.0; 3]).is_err());
+        assert!(Tensor::zeros(vec![usize::MAX, 2]).is_err());
+    }
+}

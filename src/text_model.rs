@@ -1,0 +1,1 @@
+//! text_model (issue 2, in progress).

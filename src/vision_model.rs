@@ -1,0 +1,1 @@
+//! vision_model (issue 2, in progress).

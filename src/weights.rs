@@ -1,0 +1,1 @@
+//! weights (issue 2, in progress).
