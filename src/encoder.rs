@@ -1,1 +1,141 @@
-//! encoder (issue 2, in progress).
+//! The pre-LayerNorm transformer encoder shared by both towers
+//! (`CLIPEncoder` / `CLIPEncoderLayer`).
+
+use crate::config::Activation;
+use crate::error::Result;
+use crate::kernels::{
+    apply_activation, attention, layer_norm, linear, linear_strided, AttentionMask, LayerNorm,
+    Linear,
+};
+use crate::tensor::Tensor;
+use crate::weights::Loader;
+
+/// What a forward pass returns besides its main outputs, as transformers'
+/// `output_hidden_states` / `output_attentions` / `interpolate_pos_encoding`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardOptions {
+    /// Return the input of the encoder and the output of every layer.
+    pub output_hidden_states: bool,
+    /// Return every layer's post-softmax attention probabilities.
+    pub output_attentions: bool,
+    /// Vision tower: accept images of another size than the configured one,
+    /// interpolating the position embeddings bicubically as transformers does.
+    pub interpolate_pos_encoding: bool,
+}
+
+/// Hyper-parameters of one tower's encoder.
+pub(crate) struct EncoderShape {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub eps: f64,
+    pub act: Activation,
+}
+
+struct EncoderLayer {
+    layer_norm1: LayerNorm,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    layer_norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+/// A stack of pre-LN transformer layers.
+pub(crate) struct Encoder {
+    layers: Vec<EncoderLayer>,
+    hidden: usize,
+    intermediate: usize,
+    heads: usize,
+    act: Activation,
+}
+
+/// Hidden states and attentions collected on request.
+#[derive(Default)]
+pub(crate) struct Collected {
+    pub hidden_states: Option<Vec<Tensor>>,
+    pub attentions: Option<Vec<Tensor>>,
+}
+
+impl Encoder {
+    /// Loads `{prefix}.layers.{i}.*` (e.g. prefix `text_model.encoder`).
+    pub fn load(loader: &Loader<'_>, prefix: &str, s: &EncoderShape) -> Result<Self> {
+        let (d, f) = (s.hidden, s.intermediate);
+        let mut layers = Vec::with_capacity(s.layers);
+        for i in 0..s.layers {
+            let p = format!("{prefix}.layers.{i}");
+            layers.push(EncoderLayer {
+                layer_norm1: loader.layer_norm(&format!("{p}.layer_norm1"), d, s.eps)?,
+                q_proj: loader.linear(&format!("{p}.self_attn.q_proj"), d, d, true)?,
+                k_proj: loader.linear(&format!("{p}.self_attn.k_proj"), d, d, true)?,
+                v_proj: loader.linear(&format!("{p}.self_attn.v_proj"), d, d, true)?,
+                out_proj: loader.linear(&format!("{p}.self_attn.out_proj"), d, d, true)?,
+                layer_norm2: loader.layer_norm(&format!("{p}.layer_norm2"), d, s.eps)?,
+                fc1: loader.linear(&format!("{p}.mlp.fc1"), f, d, true)?,
+                fc2: loader.linear(&format!("{p}.mlp.fc2"), d, f, true)?,
+            });
+        }
+        Ok(Encoder { layers, hidden: d, intermediate: f, heads: s.heads, act: s.act })
+    }
+
+    /// Runs every layer over `h` (`[batch * seq, hidden]`) in place.
+    pub fn forward(
+        &self,
+        h: &mut [f32],
+        batch: usize,
+        seq: usize,
+        mask: AttentionMask<'_>,
+        opts: &ForwardOptions,
+    ) -> Collected {
+        let (d, f) = (self.hidden, self.intermediate);
+        let m = batch * seq;
+        let threads = rayon::current_num_threads();
+        let head_dim = d / self.heads;
+        let mut normed = vec![0.0f32; m * d];
+        let mut qkv = vec![0.0f32; m * 3 * d];
+        let mut ctx = vec![0.0f32; m * d];
+        let mut mlp = vec![0.0f32; m * f];
+        let mut collected = Collected {
+            hidden_states: opts.output_hidden_states.then(Vec::new),
+            attentions: opts.output_attentions.then(Vec::new),
+        };
+        let snapshot = |h: &[f32]| Tensor::from_parts(vec![batch, seq, d], h.to_vec());
+        for layer in &self.layers {
+            if let Some(hs) = collected.hidden_states.as_mut() {
+                hs.push(snapshot(h));
+            }
+            // Self-attention block.
+            layer_norm(h, &layer.layer_norm1, &mut normed);
+            linear_strided(&normed, m, &layer.q_proj, &mut qkv[..], 3 * d, threads);
+            linear_strided(&normed, m, &layer.k_proj, &mut qkv[d..], 3 * d, threads);
+            linear_strided(&normed, m, &layer.v_proj, &mut qkv[2 * d..], 3 * d, threads);
+            let mut probs =
+                collected.attentions.as_ref().map(|_| vec![0.0f32; batch * self.heads * seq * seq]);
+            attention(&qkv, batch, seq, self.heads, head_dim, mask, &mut ctx, probs.as_deref_mut());
+            if let (Some(all), Some(p)) = (collected.attentions.as_mut(), probs) {
+                all.push(Tensor::from_parts(vec![batch, self.heads, seq, seq], p));
+            }
+            linear(&ctx, m, &layer.out_proj, &mut normed, threads);
+            add_in_place(h, &normed);
+            // MLP block.
+            layer_norm(h, &layer.layer_norm2, &mut normed);
+            linear(&normed, m, &layer.fc1, &mut mlp, threads);
+            apply_activation(self.act, &mut mlp);
+            linear(&mlp, m, &layer.fc2, &mut normed, threads);
+            add_in_place(h, &normed);
+        }
+        if let Some(hs) = collected.hidden_states.as_mut() {
+            hs.push(snapshot(h));
+        }
+        collected
+    }
+}
+
+fn add_in_place(acc: &mut [f32], x: &[f32]) {
+    for (a, b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}

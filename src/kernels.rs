@@ -1,1 +1,76 @@
-//! kernels (issue 2, in progress).
+//! Numeric kernels: matrix products (on the `gemm` crate), layer norm,
+//! softmax, activations and multi-head attention.
+//!
+//! All arithmetic is f32 with f32 accumulation inside the GEMM (as PyTorch on
+//! the CPU); f16/bf16 weights are widened to f32 block by block inside
+//! [`matmul`], so they stay 16-bit in memory.
+
+mod activation;
+mod attention;
+mod matmul;
+mod norm;
+
+pub use activation::apply_activation;
+pub use attention::{attention, AttentionMask};
+pub use matmul::{gemm_f32, linear, linear_strided, GemmOperand, Linear, Mat};
+pub use norm::{layer_norm, LayerNorm};
+
+/// Softmax over each row of length `n` of `x`, in place: subtracts the row
+/// maximum first, so large logits do not overflow. Rows whose entries are all
+/// `-inf` become all zeros rather than NaN.
+pub fn softmax_rows(x: &mut [f32], n: usize) {
+    if n == 0 {
+        return;
+    }
+    for row in x.chunks_mut(n) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            row.fill(0.0);
+            continue;
+        }
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+/// Scales each row of width `n` to unit L2 norm, as transformers'
+/// `_get_vector_norm` does (`x / sqrt(sum x^2)`, no epsilon: a zero row
+/// becomes NaN there; here it stays zero).
+pub fn l2_normalize_rows(x: &mut [f32], n: usize) {
+    if n == 0 {
+        return;
+    }
+    for row in x.chunks_mut(n) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            for v in row.iter_mut() {
+                *v /= norm;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_is_stable_and_sums_to_one() {
+        let mut x = vec![1000.0, 1001.0, 1002.0, f32::NEG_INFINITY, 0.0, 0.0];
+        softmax_rows(&mut x, 3);
+        assert!((x[0..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[2] > x[1] && x[1] > x[0]);
+        assert_eq!(x[3], 0.0);
+        assert!((x[4] - 0.5).abs() < 1e-7);
+        let mut all_masked = vec![f32::NEG_INFINITY; 4];
+        softmax_rows(&mut all_masked, 4);
+        assert_eq!(all_masked, vec![0.0; 4]);
+    }
+}

@@ -28,4 +28,15 @@ pub mod weights;
 
 mod encoder;
 
+pub use config::{Activation, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig};
+pub use encoder::ForwardOptions;
 pub use error::{Error, ErrorKind, Result};
+pub use model::{CLIPForImageClassification, CLIPModel, CLIPOutput, ImageClassifierOutput};
+pub use tensor::Tensor;
+pub use text_model::{
+    CLIPTextModel, CLIPTextModelWithProjection, TextModelOutput, TextModelWithProjectionOutput,
+};
+pub use vision_model::{
+    CLIPVisionModel, CLIPVisionModelWithProjection, VisionModelOutput,
+    VisionModelWithProjectionOutput,
+};

@@ -1,1 +1,400 @@
-//! model (issue 2, in progress).
+//! The heads: `CLIPModel` (both towers, projections, logits) and
+//! `CLIPForImageClassification`; and loading of model directories.
+
+use crate::config::{CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig};
+use crate::encoder::ForwardOptions;
+use crate::error::{Error, Result};
+use crate::kernels::{l2_normalize_rows, Linear};
+use crate::tensor::Tensor;
+use crate::text_model::{project, TextModelOutput, TextTransformer};
+use crate::vision_model::{vision_config_of, VisionModelOutput, VisionTransformer};
+use crate::weights::{Loader, Naming, WeightStore};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A model directory's configuration and opened weights.
+pub(crate) struct ModelDir {
+    pub config: ModelConfig,
+    pub store: WeightStore,
+}
+
+/// Opens `dir/config.json` and the safetensors weights beside it. Without a
+/// `config.json`, an OpenAI / open_clip checkpoint's hyper-parameters are
+/// inferred from its tensor shapes, as OpenAI's `build_model` does.
+pub(crate) fn load_model_dir(dir: &Path) -> Result<ModelDir> {
+    if !dir.is_dir() {
+        return Err(Error::new(
+            crate::ErrorKind::Io,
+            format!("model directory {} does not exist or is not a directory", dir.display()),
+        ));
+    }
+    let store = WeightStore::open_dir(dir)?;
+    let config_path = dir.join("config.json");
+    let config = if config_path.is_file() {
+        ModelConfig::from_file(&config_path)?
+    } else if Naming::detect(&store) == Naming::OpenAi {
+        ModelConfig::Clip(infer_openai_config(&store)?)
+    } else {
+        return Err(Error::new(
+            crate::ErrorKind::Io,
+            format!("{}: config.json is missing", dir.display()),
+        ));
+    };
+    Ok(ModelDir { config, store })
+}
+
+/// Hyper-parameters of an OpenAI-named checkpoint from its shapes (heads =
+/// width / 64, QuickGELU, eps 1e-5, as OpenAI's `build_model`).
+fn infer_openai_config(store: &WeightStore) -> Result<CLIPConfig> {
+    let shape = |name: &str| {
+        store.shape(name).map(|s| s.to_vec()).ok_or_else(|| {
+            Error::format(format!(
+                "no config.json, and tensor \"{name}\" needed to infer one is missing"
+            ))
+        })
+    };
+    let count_layers = |prefix: &str| {
+        (0..)
+            .take_while(|i| store.contains(&format!("{prefix}resblocks.{i}.attn.in_proj_weight")))
+            .count()
+    };
+    let conv = shape("visual.conv1.weight")?;
+    let vpos = shape("visual.positional_embedding")?;
+    let tok = shape("token_embedding.weight")?;
+    let tpos = shape("positional_embedding")?;
+    let tproj = shape("text_projection")?;
+    if conv.len() != 4 || vpos.len() != 2 || tok.len() != 2 || tpos.len() != 2 || tproj.len() != 2 {
+        return Err(Error::format("OpenAI checkpoint tensors have unexpected ranks"));
+    }
+    let grid = ((vpos[0].saturating_sub(1)) as f64).sqrt().round() as usize;
+    let (vw, tw) = (conv[0], tok[1]);
+    let config = CLIPConfig {
+        text_config: CLIPTextConfig {
+            vocab_size: tok[0],
+            hidden_size: tw,
+            intermediate_size: 4 * tw,
+            projection_dim: tproj[1],
+            num_hidden_layers: count_layers("transformer."),
+            num_attention_heads: (tw / 64).max(1),
+            max_position_embeddings: tpos[0],
+            ..CLIPTextConfig::default()
+        },
+        vision_config: CLIPVisionConfig {
+            hidden_size: vw,
+            intermediate_size: 4 * vw,
+            projection_dim: tproj[1],
+            num_hidden_layers: count_layers("visual.transformer."),
+            num_attention_heads: (vw / 64).max(1),
+            num_channels: conv[1],
+            image_size: conv[3] * grid,
+            patch_size: conv[3],
+            ..CLIPVisionConfig::default()
+        },
+        projection_dim: tproj[1],
+        ..CLIPConfig::default()
+    };
+    ModelConfig::Clip(config.clone()).validate()?;
+    Ok(config)
+}
+
+/// Outputs of [`CLIPModel::forward`] (transformers' `CLIPOutput`).
+#[derive(Debug, Clone)]
+pub struct CLIPOutput {
+    /// `[images, texts]`: scaled cosine similarities.
+    pub logits_per_image: Tensor,
+    /// `[texts, images]`: the transpose.
+    pub logits_per_text: Tensor,
+    /// `[texts, projection_dim]`, L2-normalised.
+    pub text_embeds: Tensor,
+    /// `[images, projection_dim]`, L2-normalised.
+    pub image_embeds: Tensor,
+    /// The text tower's outputs.
+    pub text_model_output: TextModelOutput,
+    /// The vision tower's outputs.
+    pub vision_model_output: VisionModelOutput,
+}
+
+/// transformers' `CLIPModel`: both towers, their projections and the logit scale.
+pub struct CLIPModel {
+    config: CLIPConfig,
+    text_model: TextTransformer,
+    vision_model: VisionTransformer,
+    text_projection: Linear,
+    visual_projection: Linear,
+    logit_scale: f32,
+    naming: Naming,
+}
+
+impl CLIPModel {
+    /// Loads a Hugging Face model directory (`config.json` + safetensors;
+    /// HF or OpenAI naming, F32/F16/BF16, single file or sharded).
+    pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
+        let ModelDir { config, store } = load_model_dir(dir.as_ref())?;
+        match config {
+            ModelConfig::Clip(c) => Self::from_store(&c, &store),
+            _ => Err(Error::invalid(format!(
+                "{}: config.json describes a single tower, not a CLIPModel",
+                dir.as_ref().display()
+            ))),
+        }
+    }
+
+    /// Builds the model from a config and opened weights.
+    pub fn from_store(config: &CLIPConfig, store: &WeightStore) -> Result<Self> {
+        let loader = Loader::new(store)?;
+        let text_model = TextTransformer::load(&loader, &config.text_config)?;
+        let vision_model = VisionTransformer::load(&loader, &config.vision_config)?;
+        let p = config.projection_dim;
+        let text_projection = Linear {
+            mat: loader.mat("text_projection.weight", p, config.text_config.hidden_size)?,
+            bias: None,
+        };
+        let visual_projection = Linear {
+            mat: loader.mat("visual_projection.weight", p, config.vision_config.hidden_size)?,
+            bias: None,
+        };
+        let logit_scale =
+            loader.tensor("logit_scale", &[])?.to_f32_vec().first().copied().unwrap_or(0.0);
+        let naming = loader.naming().clone();
+        loader.finish()?;
+        Ok(CLIPModel {
+            config: config.clone(),
+            text_model,
+            vision_model,
+            text_projection,
+            visual_projection,
+            logit_scale,
+            naming,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CLIPConfig {
+        &self.config
+    }
+
+    /// The weight naming the checkpoint used.
+    pub fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
+    /// The learned temperature, in log space (`logit_scale` in the weights).
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    /// Runs the text tower alone (transformers' `model.text_model(...)`).
+    pub fn text_model(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+        opts: &ForwardOptions,
+    ) -> Result<TextModelOutput> {
+        self.text_model.forward(input_ids, attention_mask, opts)
+    }
+
+    /// Runs the vision tower alone (transformers' `model.vision_model(...)`).
+    pub fn vision_model(
+        &self,
+        pixel_values: &Tensor,
+        opts: &ForwardOptions,
+    ) -> Result<VisionModelOutput> {
+        self.vision_model.forward(pixel_values, opts)
+    }
+
+    /// `[batch, projection_dim]` text embeddings, projected and not
+    /// normalised (transformers' `get_text_features`).
+    pub fn get_text_features(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+    ) -> Result<Tensor> {
+        if input_ids.is_empty() {
+            return Tensor::zeros(vec![0, self.config.projection_dim]);
+        }
+        let out = self.text_model.forward(input_ids, attention_mask, &ForwardOptions::default())?;
+        Ok(project(&out.pooler_output, &self.text_projection))
+    }
+
+    /// `[batch, projection_dim]` image embeddings, projected and not
+    /// normalised (transformers' `get_image_features`).
+    pub fn get_image_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        self.get_image_features_with(pixel_values, &ForwardOptions::default())
+    }
+
+    /// [`CLIPModel::get_image_features`] with options (e.g. `interpolate_pos_encoding`).
+    pub fn get_image_features_with(
+        &self,
+        pixel_values: &Tensor,
+        opts: &ForwardOptions,
+    ) -> Result<Tensor> {
+        if pixel_values.shape().first() == Some(&0) {
+            return Tensor::zeros(vec![0, self.config.projection_dim]);
+        }
+        let out = self.vision_model.forward(pixel_values, opts)?;
+        Ok(project(&out.pooler_output, &self.visual_projection))
+    }
+
+    /// The full forward pass: both towers, normalised embeddings, and
+    /// `logits_per_text = text_embeds · image_embeds^T * exp(logit_scale)`.
+    pub fn forward(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+        pixel_values: &Tensor,
+        opts: &ForwardOptions,
+    ) -> Result<CLIPOutput> {
+        let text_model_output = self.text_model.forward(input_ids, attention_mask, opts)?;
+        let vision_model_output = self.vision_model.forward(pixel_values, opts)?;
+        let mut text_embeds = project(&text_model_output.pooler_output, &self.text_projection);
+        let mut image_embeds = project(&vision_model_output.pooler_output, &self.visual_projection);
+        let p = self.config.projection_dim;
+        l2_normalize_rows(text_embeds.data_mut(), p);
+        l2_normalize_rows(image_embeds.data_mut(), p);
+        let logits_per_text =
+            scaled_similarity(&text_embeds, &image_embeds, self.logit_scale.exp());
+        let logits_per_image = transpose(&logits_per_text);
+        Ok(CLIPOutput {
+            logits_per_image,
+            logits_per_text,
+            text_embeds,
+            image_embeds,
+            text_model_output,
+            vision_model_output,
+        })
+    }
+
+    /// `logits_per_image` `[images, texts]` from unnormalised features, as
+    /// `forward` computes them (normalise, dot, times `exp(logit_scale)`).
+    pub fn logits_from_features(
+        &self,
+        image_features: &Tensor,
+        text_features: &Tensor,
+    ) -> Result<Tensor> {
+        let p = self.config.projection_dim;
+        for t in [image_features, text_features] {
+            if t.shape().len() != 2 || t.shape()[1] != p {
+                return Err(Error::invalid(format!(
+                    "features must be [n, {p}], got shape {:?}",
+                    t.shape()
+                )));
+            }
+        }
+        let (mut i, mut t) = (image_features.clone(), text_features.clone());
+        l2_normalize_rows(i.data_mut(), p);
+        l2_normalize_rows(t.data_mut(), p);
+        Ok(transpose(&scaled_similarity(&t, &i, self.logit_scale.exp())))
+    }
+}
+
+/// `a · b^T * scale` for `[n, d]` and `[m, d]`: matmul first, then scale.
+fn scaled_similarity(a: &Tensor, b: &Tensor, scale: f32) -> Tensor {
+    let (n, m) = (a.shape()[0], b.shape()[0]);
+    let mut out = Vec::with_capacity(n * m);
+    for ra in a.rows() {
+        for rb in b.rows() {
+            out.push(ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>() * scale);
+        }
+    }
+    Tensor::from_parts(vec![n, m], out)
+}
+
+fn transpose(t: &Tensor) -> Tensor {
+    let (n, m) = (t.shape()[0], t.shape()[1]);
+    let mut out = vec![0.0f32; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            out[j * n + i] = t.data()[i * m + j];
+        }
+    }
+    Tensor::from_parts(vec![m, n], out)
+}
+
+/// Outputs of [`CLIPForImageClassification::forward`].
+#[derive(Debug, Clone)]
+pub struct ImageClassifierOutput {
+    /// `[batch, num_labels]`.
+    pub logits: Tensor,
+    /// As [`VisionModelOutput::hidden_states`].
+    pub hidden_states: Option<Vec<Tensor>>,
+    /// As [`VisionModelOutput::attentions`].
+    pub attentions: Option<Vec<Tensor>>,
+}
+
+/// transformers' `CLIPForImageClassification`: the vision tower, the mean of
+/// the patch tokens (class token excluded, no `post_layernorm`) and a linear
+/// classifier.
+pub struct CLIPForImageClassification {
+    vision_model: VisionTransformer,
+    classifier: Linear,
+    id2label: BTreeMap<usize, String>,
+}
+
+impl CLIPForImageClassification {
+    /// Loads a model directory with a `classifier` head.
+    pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
+        let ModelDir { config, store } = load_model_dir(dir.as_ref())?;
+        let id2label = match &config {
+            ModelConfig::Clip(c) => c.id2label.clone(),
+            _ => BTreeMap::new(),
+        };
+        Self::from_store(&vision_config_of(config)?, id2label, &store)
+    }
+
+    /// Builds the model. The number of labels is the size of `id2label`, or
+    /// 2 when it is empty (transformers' default).
+    pub fn from_store(
+        config: &CLIPVisionConfig,
+        id2label: BTreeMap<usize, String>,
+        store: &WeightStore,
+    ) -> Result<Self> {
+        let num_labels = if id2label.is_empty() { 2 } else { id2label.len() };
+        let loader = Loader::new(store)?;
+        let vision_model = VisionTransformer::load(&loader, config)?;
+        let classifier = loader.linear("classifier", num_labels, config.hidden_size, true)?;
+        loader.finish()?;
+        Ok(CLIPForImageClassification { vision_model, classifier, id2label })
+    }
+
+    /// Class names by index (from `config.json`'s `id2label`).
+    pub fn id2label(&self) -> &BTreeMap<usize, String> {
+        &self.id2label
+    }
+
+    /// The configuration of the vision tower.
+    pub fn config(&self) -> &CLIPVisionConfig {
+        &self.vision_model.config
+    }
+
+    /// `logits` `[batch, num_labels]` for `pixel_values` `[batch, 3, H, W]`.
+    pub fn forward(
+        &self,
+        pixel_values: &Tensor,
+        opts: &ForwardOptions,
+    ) -> Result<ImageClassifierOutput> {
+        let out = self.vision_model.forward(pixel_values, opts)?;
+        let &[batch, seq, d] = out.last_hidden_state.shape() else {
+            return Err(Error::internal("vision output has an unexpected rank"));
+        };
+        let mut mean = vec![0.0f32; batch * d];
+        for b in 0..batch {
+            let acc = &mut mean[b * d..(b + 1) * d];
+            for t in 1..seq {
+                for (a, v) in acc
+                    .iter_mut()
+                    .zip(out.last_hidden_state.data()[(b * seq + t) * d..][..d].iter())
+                {
+                    *a += v;
+                }
+            }
+            let n = (seq - 1).max(1) as f32;
+            acc.iter_mut().for_each(|a| *a /= n);
+        }
+        let logits = project(&Tensor::from_parts(vec![batch, d], mean), &self.classifier);
+        Ok(ImageClassifierOutput {
+            logits,
+            hidden_states: out.hidden_states,
+            attentions: out.attentions,
+        })
+    }
+}

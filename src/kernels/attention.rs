@@ -1,0 +1,158 @@
+//! Multi-head scaled dot-product attention, as transformers' eager
+//! `CLIPAttention`: `softmax(q k^T * head_dim^-0.5 + mask) v`.
+
+use super::matmul::{gemm_f32, GemmOperand};
+use super::softmax_rows;
+use rayon::prelude::*;
+
+/// Which keys each query may attend to.
+#[derive(Debug, Clone, Copy)]
+pub enum AttentionMask<'a> {
+    /// Every key (the vision tower).
+    None,
+    /// Keys at or before the query (the text tower), optionally combined with
+    /// a padding mask `[batch * seq]` of 1 (attend) and 0 (ignore).
+    ///
+    /// The two are combined as transformers v4 does: each adds `f32::MIN`
+    /// where it masks, so a key masked by both gets `-inf` and one masked by
+    /// the padding mask alone keeps a finite, hugely negative score. Both
+    /// give it zero weight unless a query can see no unmasked key at all.
+    Causal {
+        /// Padding mask, `[batch * seq]`, or `None` for all ones.
+        key_mask: Option<&'a [u32]>,
+    },
+}
+
+/// Attention over a fused projection buffer.
+///
+/// `qkv` is `[batch * seq, 3 * heads * head_dim]`, each row holding the
+/// query, key and value of one position. Writes the per-head contexts,
+/// concatenated over heads, to `out` (`[batch * seq, heads * head_dim]`),
+/// and the post-softmax probabilities to `probs` (`[batch, heads, seq, seq]`)
+/// when given.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    qkv: &[f32],
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    head_dim: usize,
+    mask: AttentionMask<'_>,
+    out: &mut [f32],
+    probs: Option<&mut [f32]>,
+) {
+    let d = heads * head_dim;
+    let row = 3 * d;
+    debug_assert_eq!(qkv.len(), batch * seq * row);
+    debug_assert_eq!(out.len(), batch * seq * d);
+    if batch == 0 || seq == 0 {
+        return;
+    }
+    let scale = (head_dim as f32).powf(-0.5);
+    // Per (batch, head) context, [batch, heads, seq, head_dim].
+    let mut ctx = vec![0.0f32; batch * heads * seq * head_dim];
+    let task = |bh: usize, ctx: &mut [f32], scores: &mut [f32]| {
+        let (b, h) = (bh / heads, bh % heads);
+        let base = b * seq * row + h * head_dim;
+        let q = GemmOperand { data: &qkv[base..], row_stride: row, col_stride: 1 };
+        let kt = GemmOperand { data: &qkv[base + d..], row_stride: 1, col_stride: row };
+        gemm_f32(seq, seq, head_dim, scores, seq, false, q, kt, scale, 1);
+        if let AttentionMask::Causal { key_mask } = mask {
+            for (i, srow) in scores.chunks_mut(seq).enumerate() {
+                for (j, s) in srow.iter_mut().enumerate() {
+                    let causal = if j > i { f32::MIN } else { 0.0 };
+                    let padding = match key_mask {
+                        Some(km) if km[b * seq + j] == 0 => f32::MIN,
+                        _ => 0.0,
+                    };
+                    *s += causal + padding;
+                }
+            }
+        }
+        softmax_rows(scores, seq);
+        let p = GemmOperand { data: scores, row_stride: seq, col_stride: 1 };
+        let v = GemmOperand { data: &qkv[base + 2 * d..], row_stride: row, col_stride: 1 };
+        gemm_f32(seq, head_dim, seq, ctx, head_dim, false, p, v, 1.0, 1);
+    };
+    match probs {
+        Some(probs) => {
+            debug_assert_eq!(probs.len(), batch * heads * seq * seq);
+            ctx.par_chunks_mut(seq * head_dim)
+                .zip(probs.par_chunks_mut(seq * seq))
+                .enumerate()
+                .for_each(|(bh, (c, p))| task(bh, c, p));
+        }
+        None => {
+            ctx.par_chunks_mut(seq * head_dim)
+                .enumerate()
+                .for_each_init(|| vec![0.0f32; seq * seq], |scores, (bh, c)| task(bh, c, scores));
+        }
+    }
+    // [batch, heads, seq, head_dim] -> [batch, seq, heads * head_dim]
+    out.par_chunks_mut(seq * d).enumerate().for_each(|(b, ob)| {
+        for h in 0..heads {
+            let src = &ctx[(b * heads + h) * seq * head_dim..][..seq * head_dim];
+            for (i, s) in src.chunks(head_dim).enumerate() {
+                ob[i * d + h * head_dim..][..head_dim].copy_from_slice(s);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straightforward f64 reference of the same math.
+    fn reference(qkv: &[f32], b: usize, l: usize, h: usize, hd: usize, causal: bool) -> Vec<f32> {
+        let d = h * hd;
+        let mut out = vec![0.0f32; b * l * d];
+        for bb in 0..b {
+            for hh in 0..h {
+                for i in 0..l {
+                    let at = |pos: usize, part: usize, c: usize| {
+                        qkv[(bb * l + pos) * 3 * d + part * d + hh * hd + c] as f64
+                    };
+                    let visible = if causal { i + 1 } else { l };
+                    let scores: Vec<f64> = (0..visible)
+                        .map(|j| {
+                            (0..hd).map(|c| at(i, 0, c) * at(j, 1, c)).sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for c in 0..hd {
+                        let v: f64 = (0..visible).map(|j| e[j] / z * at(j, 2, c)).sum();
+                        out[(bb * l + i) * d + hh * hd + c] = v as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_reference_with_and_without_causal_mask() {
+        let (b, l, h, hd) = (2, 5, 3, 4);
+        let qkv: Vec<f32> =
+            (0..b * l * 3 * h * hd).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        for causal in [false, true] {
+            let mut out = vec![0.0; b * l * h * hd];
+            let mut probs = vec![0.0; b * h * l * l];
+            let mask =
+                if causal { AttentionMask::Causal { key_mask: None } } else { AttentionMask::None };
+            attention(&qkv, b, l, h, hd, mask, &mut out, Some(&mut probs));
+            let expected = reference(&qkv, b, l, h, hd, causal);
+            let err = out.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(err < 1e-5, "causal={causal}: {err}");
+            if causal {
+                assert_eq!(probs[1], 0.0, "a future key must get exactly zero weight");
+            }
+            let mut out2 = vec![0.0; b * l * h * hd];
+            attention(&qkv, b, l, h, hd, mask, &mut out2, None);
+            assert_eq!(out, out2);
+        }
+    }
+}

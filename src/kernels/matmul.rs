@@ -1,0 +1,269 @@
+//! Matrix products on the `gemm` crate.
+//!
+//! [`gemm_f32`] is the one place that calls into `gemm` (an `unsafe` API
+//! taking raw pointers and strides); it checks every stride against the
+//! slice it addresses first. [`linear`] computes `y = x W^T + b` for
+//! `[out, in]` weights in F32, F16 or BF16: 16-bit weights are
+//! widened to f32 a block of output features at a time, so the model keeps
+//! them 16-bit in memory.
+
+use crate::weights::{WeightTensor, WeightView};
+use gemm::Parallelism;
+use half::{bf16, f16};
+
+/// One operand of [`gemm_f32`]: a slice and the strides of its rows and columns.
+#[derive(Clone, Copy)]
+pub struct GemmOperand<'a> {
+    /// The elements.
+    pub data: &'a [f32],
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+    /// Distance between consecutive columns.
+    pub col_stride: usize,
+}
+
+fn max_offset(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    (rows - 1) * rs + (cols - 1) * cs
+}
+
+/// `dst[m, n] = (accumulate ? dst : 0) + scale * lhs[m, k] · rhs[k, n]`.
+///
+/// `dst` is row-major with row stride `dst_rs` (column stride 1). Uses up to
+/// `threads` rayon threads inside the product (1 = none).
+///
+/// # Panics
+/// If a stride would address outside its slice (an internal bug).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: GemmOperand<'_>,
+    rhs: GemmOperand<'_>,
+    scale: f32,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                dst[r * dst_rs..r * dst_rs + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    assert!(max_offset(m, n, dst_rs, 1) < dst.len(), "gemm: dst out of bounds");
+    assert!(
+        max_offset(m, k, lhs.row_stride, lhs.col_stride) < lhs.data.len(),
+        "gemm: lhs out of bounds"
+    );
+    assert!(
+        max_offset(k, n, rhs.row_stride, rhs.col_stride) < rhs.data.len(),
+        "gemm: rhs out of bounds"
+    );
+    let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the three asserts above prove that every element the product
+    // addresses (row r < m / k, column c < k / n, at r*rs + c*cs) lies inside
+    // its slice; `dst` is borrowed mutably and the inputs immutably, so they
+    // do not alias; f32 is one of the types `gemm` supports.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// A weight matrix mapping `in_features` to `out_features`, stored
+/// `[out, in]` (PyTorch's `nn.Linear` layout, `y = x W^T`).
+#[derive(Clone)]
+pub struct Mat {
+    /// The stored elements (mapped or owned; F32, F16 or BF16).
+    pub weight: WeightTensor,
+    /// Output features.
+    pub out_features: usize,
+    /// Input features.
+    pub in_features: usize,
+}
+
+/// A linear layer: a matrix and an optional bias (f32).
+#[derive(Clone)]
+pub struct Linear {
+    /// The weight.
+    pub mat: Mat,
+    /// The bias, one per output feature.
+    pub bias: Option<Vec<f32>>,
+}
+
+/// Rows of widened weights per block: about 1 MiB of f32 scratch.
+fn block_rows(in_features: usize) -> usize {
+    ((1 << 18) / in_features.max(1)).clamp(16, 4096)
+}
+
+/// `out[m, out_features] = x[m, in_features] · W^T + b`, using up to
+/// `threads` threads.
+pub fn linear(x: &[f32], m: usize, layer: &Linear, out: &mut [f32], threads: usize) {
+    debug_assert_eq!(out.len(), m * layer.mat.out_features);
+    linear_strided(x, m, layer, out, layer.mat.out_features, threads)
+}
+
+/// As [`linear`], writing row `i` of the result at `out[i * out_rs..]`
+/// (e.g. into one third of a fused `[m, 3D]` query/key/value buffer).
+pub fn linear_strided(
+    x: &[f32],
+    m: usize,
+    layer: &Linear,
+    out: &mut [f32],
+    out_rs: usize,
+    threads: usize,
+) {
+    let (n, k) = (layer.mat.out_features, layer.mat.in_features);
+    debug_assert_eq!(x.len(), m * k);
+    if m == 0 {
+        return;
+    }
+    let accumulate = match &layer.bias {
+        Some(b) => {
+            for i in 0..m {
+                out[i * out_rs..i * out_rs + n].copy_from_slice(b);
+            }
+            true
+        }
+        None => false,
+    };
+    let lhs = GemmOperand { data: x, row_stride: k, col_stride: 1 };
+    match layer.mat.weight.view() {
+        WeightView::F32(w) => {
+            // B[k, n] = W^T: element (kk, nn) of the [out, in] storage is at nn*k + kk.
+            let rhs = GemmOperand { data: w, row_stride: 1, col_stride: k };
+            gemm_f32(m, n, k, out, out_rs, accumulate, lhs, rhs, 1.0, threads);
+        }
+        WeightView::F16(w) => {
+            let dst = (out, out_rs, accumulate);
+            linear_widened(w, f16::to_f32, lhs, (m, n, k), dst, threads)
+        }
+        WeightView::BF16(w) => {
+            let dst = (out, out_rs, accumulate);
+            linear_widened(w, bf16::to_f32, lhs, (m, n, k), dst, threads)
+        }
+    }
+}
+
+fn linear_widened<T: Copy + Send + Sync>(
+    w: &[T],
+    widen: fn(T) -> f32,
+    lhs: GemmOperand<'_>,
+    (m, n, k): (usize, usize, usize),
+    (out, out_rs, accumulate): (&mut [f32], usize, bool),
+    threads: usize,
+) {
+    use rayon::prelude::*;
+    let nb = block_rows(k).min(n);
+    let mut scratch = vec![0.0f32; nb * k];
+    let mut n0 = 0;
+    while n0 < n {
+        let rows = nb.min(n - n0);
+        let block = &mut scratch[..rows * k];
+        // Widen output features n0..n0+rows into an [rows, k] f32 block.
+        block.par_chunks_mut(k).enumerate().for_each(|(r, dst)| {
+            for (d, s) in dst.iter_mut().zip(&w[(n0 + r) * k..(n0 + r + 1) * k]) {
+                *d = widen(*s);
+            }
+        });
+        let rhs = GemmOperand { data: block, row_stride: 1, col_stride: k };
+        gemm_f32(m, rows, k, &mut out[n0..], out_rs, accumulate, lhs, rhs, 1.0, threads);
+        n0 += rows;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::{DType, WeightTensor};
+
+    fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = b[j] as f64;
+                for t in 0..k {
+                    s += x[i * k + t] as f64 * w[j * k + t] as f64;
+                }
+                out[i * n + j] = s as f32;
+            }
+        }
+        out
+    }
+
+    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                ((s >> 8) as f32 / (1u32 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn linear_matches_naive_in_every_layout_and_dtype() {
+        let (m, n, k) = (5, 300, 70);
+        let x = pseudo(m * k, 1);
+        // Round weights to f16-representable values so every dtype sees the same matrix.
+        let w: Vec<f32> = pseudo(n * k, 2).iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        let b = pseudo(n, 3);
+        let expected = naive(&x, m, &w, n, k, &b);
+        {
+            let (data, shape) = (&w, vec![n, k]);
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                let vals: Vec<f32> = match dtype {
+                    DType::BF16 => data.iter().map(|&v| bf16::from_f32(v).to_f32()).collect(),
+                    _ => data.to_vec(),
+                };
+                let exp = if dtype == DType::BF16 {
+                    let wb: Vec<f32> = w.iter().map(|&v| bf16::from_f32(v).to_f32()).collect();
+                    naive(&x, m, &wb, n, k, &b)
+                } else {
+                    expected.clone()
+                };
+                let weight = WeightTensor::from_f32_as(&vals, shape.clone(), dtype);
+                let layer = Linear {
+                    mat: Mat { weight, out_features: n, in_features: k },
+                    bias: Some(b.clone()),
+                };
+                for threads in [1, 2] {
+                    let mut out = vec![f32::NAN; m * n];
+                    linear(&x, m, &layer, &mut out, threads);
+                    let err = out.iter().zip(&exp).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                    assert!(err < 1e-5, "{dtype:?} threads={threads}: max err {err}");
+                }
+            }
+        }
+    }
+}

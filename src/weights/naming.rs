@@ -1,0 +1,271 @@
+//! The two weight namings and the loader that resolves model parameters.
+//!
+//! Models ask for parameters by their Hugging Face `CLIPModel` names
+//! (`text_model.encoder.layers.0.self_attn.q_proj.weight`, ...). The loader
+//! maps each to what the checkpoint holds:
+//! - Hugging Face: the same name, or without the `text_model.` /
+//!   `vision_model.` prefix (standalone models saved by transformers 5).
+//! - OpenAI / open_clip: `transformer.resblocks.N.attn.in_proj_weight`
+//!   (query, key and value fused by rows: split without copying),
+//!   `visual.proj` and `text_projection` stored `[in, out]` (transposed once
+//!   at load time, a small copy, so both namings run the very same
+//!   arithmetic and agree to the bit), `ln_pre`, `ln_post`, `ln_final`, ...
+//!
+//! Missing tensors are collected, so one error names all of the first ones
+//! missing rather than only the first.
+
+use super::store::WeightStore;
+use super::tensor::{DType, WeightTensor};
+use crate::error::{Error, Result};
+use crate::kernels::{LayerNorm, Linear, Mat};
+use std::cell::RefCell;
+
+/// The weight naming scheme of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Naming {
+    /// transformers' names. The prefixes are `"text_model."` /
+    /// `"vision_model."` or empty (standalone models saved by transformers 5).
+    HuggingFace {
+        /// Prefix of text-tower tensors.
+        text_prefix: String,
+        /// Prefix of vision-tower tensors.
+        vision_prefix: String,
+    },
+    /// OpenAI's / open_clip's state-dict names.
+    OpenAi,
+}
+
+impl Naming {
+    /// Detects the naming from the tensor names present.
+    pub fn detect(store: &WeightStore) -> Naming {
+        let names = store.names();
+        let openai = names.iter().any(|n| {
+            n.starts_with("transformer.resblocks.")
+                || n.starts_with("visual.")
+                || *n == "token_embedding.weight"
+                || *n == "positional_embedding"
+        });
+        if openai {
+            return Naming::OpenAi;
+        }
+        let prefix = |p: &str| {
+            if names.iter().any(|n| n.starts_with(p)) {
+                p.to_string()
+            } else {
+                String::new()
+            }
+        };
+        Naming::HuggingFace {
+            text_prefix: prefix("text_model."),
+            vision_prefix: prefix("vision_model."),
+        }
+    }
+
+    /// A short description for `clip info`.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Naming::HuggingFace { .. } => "Hugging Face",
+            Naming::OpenAi => "OpenAI / open_clip",
+        }
+    }
+}
+
+/// How a stored tensor becomes the requested parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transform {
+    None,
+    /// Third `i` (0 = query, 1 = key, 2 = value) of a fused projection.
+    Chunk(usize),
+    /// Stored `[in, out]`.
+    Transposed,
+}
+
+/// Maps a Hugging Face tower-internal name (`encoder.layers.3.mlp.fc1.weight`)
+/// to its OpenAI name under `root` (`transformer.` or `visual.transformer.`).
+fn openai_layer_name(rest: &str, root: &str) -> Option<(String, Transform)> {
+    let rest = rest.strip_prefix("encoder.layers.")?;
+    let (n, param) = rest.split_once('.')?;
+    let block = format!("{root}resblocks.{n}");
+    let chunk =
+        |i: usize, suffix: &str| (format!("{block}.attn.in_proj_{suffix}"), Transform::Chunk(i));
+    Some(match param {
+        "self_attn.q_proj.weight" => chunk(0, "weight"),
+        "self_attn.k_proj.weight" => chunk(1, "weight"),
+        "self_attn.v_proj.weight" => chunk(2, "weight"),
+        "self_attn.q_proj.bias" => chunk(0, "bias"),
+        "self_attn.k_proj.bias" => chunk(1, "bias"),
+        "self_attn.v_proj.bias" => chunk(2, "bias"),
+        _ => {
+            let mapped = param
+                .replacen("self_attn.out_proj", "attn.out_proj", 1)
+                .replacen("layer_norm1", "ln_1", 1)
+                .replacen("layer_norm2", "ln_2", 1)
+                .replacen("mlp.fc1", "mlp.c_fc", 1)
+                .replacen("mlp.fc2", "mlp.c_proj", 1);
+            (format!("{block}.{mapped}"), Transform::None)
+        }
+    })
+}
+
+fn openai_name(canonical: &str) -> Option<(String, Transform)> {
+    let plain = |s: &str| Some((s.to_string(), Transform::None));
+    if let Some(rest) = canonical.strip_prefix("text_model.") {
+        return match rest {
+            "embeddings.token_embedding.weight" => plain("token_embedding.weight"),
+            "embeddings.position_embedding.weight" => plain("positional_embedding"),
+            "final_layer_norm.weight" => plain("ln_final.weight"),
+            "final_layer_norm.bias" => plain("ln_final.bias"),
+            _ => openai_layer_name(rest, "transformer."),
+        };
+    }
+    if let Some(rest) = canonical.strip_prefix("vision_model.") {
+        return match rest {
+            "embeddings.patch_embedding.weight" => plain("visual.conv1.weight"),
+            "embeddings.class_embedding" => plain("visual.class_embedding"),
+            "embeddings.position_embedding.weight" => plain("visual.positional_embedding"),
+            "pre_layrnorm.weight" => plain("visual.ln_pre.weight"),
+            "pre_layrnorm.bias" => plain("visual.ln_pre.bias"),
+            "post_layernorm.weight" => plain("visual.ln_post.weight"),
+            "post_layernorm.bias" => plain("visual.ln_post.bias"),
+            _ => openai_layer_name(rest, "visual.transformer."),
+        };
+    }
+    match canonical {
+        "text_projection.weight" => Some(("text_projection".into(), Transform::Transposed)),
+        "visual_projection.weight" => Some(("visual.proj".into(), Transform::Transposed)),
+        "logit_scale" => plain("logit_scale"),
+        _ => None,
+    }
+}
+
+/// Resolves parameters for a model being built, collecting missing names.
+pub(crate) struct Loader<'a> {
+    store: &'a WeightStore,
+    naming: Naming,
+    missing: RefCell<Vec<String>>,
+}
+
+impl<'a> Loader<'a> {
+    /// A loader over `store`, detecting its naming. Fails on checkpoints
+    /// using features this runtime does not implement (open_clip LayerScale).
+    pub fn new(store: &'a WeightStore) -> Result<Self> {
+        if let Some(n) = store.names().into_iter().find(|n| n.ends_with(".ls_1.gamma")) {
+            return Err(Error::unsupported(format!(
+                "tensor \"{n}\": open_clip LayerScale is not supported"
+            )));
+        }
+        Ok(Loader { store, naming: Naming::detect(store), missing: RefCell::new(Vec::new()) })
+    }
+
+    /// The detected naming.
+    pub fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
+    fn resolve(&self, canonical: &str) -> Option<(String, Transform)> {
+        match &self.naming {
+            Naming::OpenAi => openai_name(canonical),
+            Naming::HuggingFace { text_prefix, vision_prefix } => {
+                let name = if let Some(rest) = canonical.strip_prefix("text_model.") {
+                    format!("{text_prefix}{rest}")
+                } else if let Some(rest) = canonical.strip_prefix("vision_model.") {
+                    format!("{vision_prefix}{rest}")
+                } else {
+                    canonical.to_string()
+                };
+                Some((name, Transform::None))
+            }
+        }
+    }
+
+    /// The parameter `canonical` with the given (Hugging Face) shape. A
+    /// missing tensor is recorded and an empty placeholder returned: call
+    /// [`Loader::finish`] before using anything built.
+    pub fn tensor(&self, canonical: &str, shape: &[usize]) -> Result<WeightTensor> {
+        let placeholder = || WeightTensor::from_f32_as(&[], vec![0], DType::F32);
+        let Some((name, transform)) = self.resolve(canonical) else {
+            self.missing.borrow_mut().push(canonical.to_string());
+            return Ok(placeholder());
+        };
+        let Some(t) = self.store.get(&name)? else {
+            self.missing.borrow_mut().push(name);
+            return Ok(placeholder());
+        };
+        let expected: Vec<usize> = match transform {
+            Transform::None => shape.to_vec(),
+            Transform::Chunk(_) => {
+                let mut s = shape.to_vec();
+                s[0] *= 3;
+                s
+            }
+            Transform::Transposed => shape.iter().rev().copied().collect(),
+        };
+        if t.shape() != expected.as_slice() {
+            let what =
+                if name == canonical { String::new() } else { format!(" (for {canonical})") };
+            return Err(Error::format(format!(
+                "tensor \"{name}\"{what} has shape {:?}, expected {expected:?}",
+                t.shape()
+            )));
+        }
+        Ok(match transform {
+            Transform::None => t,
+            Transform::Chunk(i) => t.rows(i * shape[0], shape[0]),
+            Transform::Transposed => t.transposed(),
+        })
+    }
+
+    /// A vector parameter widened to f32.
+    pub fn vector(&self, canonical: &str, len: usize) -> Result<Vec<f32>> {
+        Ok(self.tensor(canonical, &[len])?.to_f32_vec())
+    }
+
+    /// A weight matrix `[out, in]`.
+    pub fn mat(&self, canonical: &str, out_features: usize, in_features: usize) -> Result<Mat> {
+        let weight = self.tensor(canonical, &[out_features, in_features])?;
+        Ok(Mat { weight, out_features, in_features })
+    }
+
+    /// The linear layer `{prefix}.weight` (+ `{prefix}.bias`).
+    pub fn linear(
+        &self,
+        prefix: &str,
+        out_features: usize,
+        in_features: usize,
+        bias: bool,
+    ) -> Result<Linear> {
+        let mat = self.mat(&format!("{prefix}.weight"), out_features, in_features)?;
+        let bias =
+            if bias { Some(self.vector(&format!("{prefix}.bias"), out_features)?) } else { None };
+        Ok(Linear { mat, bias })
+    }
+
+    /// The layer norm `{prefix}.weight` / `{prefix}.bias`.
+    pub fn layer_norm(&self, prefix: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: self.vector(&format!("{prefix}.weight"), dim)?,
+            bias: self.vector(&format!("{prefix}.bias"), dim)?,
+            eps: eps as f32,
+        })
+    }
+
+    /// Succeeds if every requested parameter was found; otherwise names the
+    /// first missing ones.
+    pub fn finish(self) -> Result<()> {
+        let missing = self.missing.into_inner();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        const SHOWN: usize = 5;
+        let mut list =
+            missing.iter().take(SHOWN).map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        if missing.len() > SHOWN {
+            list.push_str(&format!(" and {} more", missing.len() - SHOWN));
+        }
+        Err(Error::format(format!(
+            "{} tensor(s) missing from the checkpoint ({} naming): {list}",
+            missing.len(),
+            self.naming.describe()
+        )))
+    }
+}

@@ -1,0 +1,248 @@
+//! Opening safetensors files: one file, a sharded checkpoint, or buffers in memory.
+
+use super::tensor::{Bytes, DType, WeightTensor};
+use crate::error::{Error, Result};
+use safetensors::tensor::{Dtype as StDtype, SafeTensorError};
+use safetensors::SafeTensors;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a named tensor's bytes are.
+#[derive(Clone)]
+struct Entry {
+    source: usize,
+    dtype: StDtype,
+    shape: Vec<usize>,
+    byte_offset: usize,
+}
+
+/// The tensors of one checkpoint, from one or more safetensors files or
+/// buffers, addressed by name.
+pub struct WeightStore {
+    sources: Vec<(String, Bytes)>,
+    entries: HashMap<String, Entry>,
+}
+
+impl std::fmt::Debug for WeightStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.sources.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("WeightStore")
+            .field("sources", &names)
+            .field("tensors", &self.entries.len())
+            .finish()
+    }
+}
+
+fn describe(err: SafeTensorError, len: usize) -> String {
+    match err {
+        SafeTensorError::HeaderTooSmall => {
+            format!("file is too small to be safetensors ({len} bytes; truncated?)")
+        }
+        SafeTensorError::InvalidHeaderLength => format!(
+            "header length exceeds the file size ({len} bytes; truncated or not a safetensors file?)"
+        ),
+        SafeTensorError::HeaderTooLarge => "header is larger than safetensors allows".into(),
+        SafeTensorError::MetadataIncompleteBuffer => format!(
+            "the tensor table does not match the data ({len} bytes in the file): truncated, or offsets point past the end"
+        ),
+        SafeTensorError::InvalidOffset(name) => {
+            format!("tensor \"{name}\" has data offsets that overlap, leave gaps or run backwards")
+        }
+        SafeTensorError::TensorInvalidInfo => {
+            "a tensor's byte range does not match its shape and dtype".into()
+        }
+        SafeTensorError::InvalidHeader(e) => format!("header is not UTF-8: {e}"),
+        SafeTensorError::InvalidHeaderDeserialization(e) => format!("header is not valid: {e}"),
+        other => format!("invalid safetensors data: {other:?}"),
+    }
+}
+
+impl WeightStore {
+    /// An empty store.
+    fn empty() -> Self {
+        WeightStore { sources: Vec::new(), entries: HashMap::new() }
+    }
+
+    /// Adds the tensors of one safetensors buffer. Names already present are
+    /// an error (a sharded checkpoint must not repeat a tensor).
+    fn add(&mut self, name: String, bytes: Bytes) -> Result<()> {
+        let buf: &[u8] = (*bytes).as_ref();
+        let (header_len, metadata) = SafeTensors::read_metadata(buf)
+            .map_err(|e| Error::format(format!("{name}: {}", describe(e, buf.len()))))?;
+        let data_start = 8 + header_len;
+        let source = self.sources.len();
+        for (tensor, info) in metadata.tensors() {
+            let entry = Entry {
+                source,
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                byte_offset: data_start + info.data_offsets.0,
+            };
+            if self.entries.insert(tensor.clone(), entry).is_some() {
+                return Err(Error::format(format!("{name}: tensor \"{tensor}\" appears twice")));
+            }
+        }
+        self.sources.push((name, bytes));
+        Ok(())
+    }
+
+    /// Maps one safetensors file.
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let mut store = Self::empty();
+        store.add_file(path)?;
+        Ok(store)
+    }
+
+    fn add_file(&mut self, path: &Path) -> Result<()> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let bytes: Bytes = if len == 0 {
+            Arc::new(Vec::<u8>::new())
+        } else {
+            // SAFETY: the mapping is read-only and private to this process. Its
+            // contents are treated as untrusted bytes and fully validated;
+            // the one thing mapping cannot protect against is another process
+            // truncating or rewriting the file while it is mapped (the
+            // documented contract of every mmap-based loader, safetensors'
+            // own included): model files must not be modified while loaded.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            Arc::new(map)
+        };
+        self.add(path.display().to_string(), bytes)
+    }
+
+    /// Maps several files (shards) into one store.
+    pub fn open_files(paths: &[PathBuf]) -> Result<Self> {
+        let mut store = Self::empty();
+        for p in paths {
+            store.add_file(p)?;
+        }
+        Ok(store)
+    }
+
+    /// Opens the weights of a model directory: the shards listed by
+    /// `model.safetensors.index.json` if present, else `model.safetensors`,
+    /// else the only `*.safetensors` file.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        let index = dir.join("model.safetensors.index.json");
+        if index.is_file() {
+            return Self::open_sharded(&index);
+        }
+        let single = dir.join("model.safetensors");
+        if single.is_file() {
+            return Self::open_file(&single);
+        }
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        found.sort();
+        match found.len() {
+            1 => Self::open_file(&found[0]),
+            0 => Err(Error::new(
+                crate::ErrorKind::Io,
+                format!("{}: no model.safetensors (or other *.safetensors file) found", dir.display()),
+            )),
+            _ => Err(Error::format(format!(
+                "{}: several *.safetensors files and no model.safetensors or model.safetensors.index.json to choose between them",
+                dir.display()
+            ))),
+        }
+    }
+
+    /// Opens a sharded checkpoint from its `*.safetensors.index.json`.
+    pub fn open_sharded(index: &Path) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            weight_map: BTreeMap<String, String>,
+        }
+        let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+        let parsed: Index = serde_json::from_str(&text)
+            .map_err(|e| Error::format(format!("{}: {e}", index.display())))?;
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let mut shards: Vec<&String> = parsed.weight_map.values().collect();
+        shards.sort();
+        shards.dedup();
+        let mut store = Self::empty();
+        for shard in shards {
+            if shard.contains('/') || shard.contains('\\') || shard == ".." {
+                return Err(Error::format(format!(
+                    "{}: shard name \"{shard}\" must be a file name in the same directory",
+                    index.display()
+                )));
+            }
+            store.add_file(&dir.join(shard))?;
+        }
+        for (tensor, shard) in &parsed.weight_map {
+            let in_shard = store.entries.get(tensor).map(|e| &store.sources[e.source].0);
+            if !in_shard.is_some_and(|s| s.ends_with(shard.as_str())) {
+                return Err(Error::format(format!(
+                    "{}: tensor \"{tensor}\" is listed in {shard} but not found there",
+                    index.display()
+                )));
+            }
+        }
+        Ok(store)
+    }
+
+    /// A store over safetensors bytes already in memory (used in place when aligned).
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
+        Self::from_shared_bytes(name, Arc::new(bytes))
+    }
+
+    /// A store over shared bytes (a caller's buffer kept alive by the `Arc`).
+    pub fn from_shared_bytes(
+        name: &str,
+        bytes: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    ) -> Result<Self> {
+        let mut store = Self::empty();
+        store.add(name.to_string(), bytes)?;
+        Ok(store)
+    }
+
+    /// Whether a tensor of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// All tensor names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.entries.keys().map(|s| s.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// The files or buffers the tensors come from.
+    pub fn sources(&self) -> Vec<&str> {
+        self.sources.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Total bytes of the underlying files or buffers.
+    pub fn total_bytes(&self) -> usize {
+        self.sources.iter().map(|(_, b)| (**b).as_ref().len()).sum()
+    }
+
+    /// The tensor `name`, or `Ok(None)` when absent. Dtypes other than F32,
+    /// F16 and BF16 are an [`ErrorKind::Unsupported`](crate::ErrorKind) error.
+    pub fn get(&self, name: &str) -> Result<Option<WeightTensor>> {
+        let Some(e) = self.entries.get(name) else { return Ok(None) };
+        let dtype = match e.dtype {
+            StDtype::F32 => DType::F32,
+            StDtype::F16 => DType::F16,
+            StDtype::BF16 => DType::BF16,
+            other => return Err(Error::unsupported(format!(
+                "{}: tensor \"{name}\" has dtype {other:?}; supported dtypes are F32, F16 and BF16",
+                self.sources[e.source].0
+            ))),
+        };
+        let bytes = self.sources[e.source].1.clone();
+        Ok(Some(WeightTensor::new(bytes, e.byte_offset, dtype, e.shape.clone())))
+    }
+}
