@@ -237,10 +237,12 @@ impl WeightStore {
             StDtype::F32 => DType::F32,
             StDtype::F16 => DType::F16,
             StDtype::BF16 => DType::BF16,
-            other => return Err(Error::unsupported(format!(
+            other => {
+                return Err(Error::unsupported(format!(
                 "{}: tensor \"{name}\" has dtype {other:?}; supported dtypes are F32, F16 and BF16",
                 self.sources[e.source].0
-            ))),
+            )))
+            }
         };
         let bytes = self.sources[e.source].1.clone();
         Ok(Some(WeightTensor::new(bytes, e.byte_offset, dtype, e.shape.clone())))
