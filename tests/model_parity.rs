@@ -231,4 +231,19 @@ fn b32_shapes_f32_and_f16() {
         }
         println!("{name}: max abs difference {worst:.3e}");
     }
+    // OpenAI naming with no config.json: the hyper-parameters are inferred
+    // from the tensor shapes (as OpenAI's build_model does).
+    let src = std::path::Path::new(&root).join("clip-vit-base-patch32-random-openai");
+    let bare = std::env::temp_dir().join(format!("clip-b32-bare-{}", std::process::id()));
+    std::fs::create_dir_all(&bare).unwrap();
+    let link = bare.join("model.safetensors");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(src.join("model.safetensors"), &link).unwrap();
+    let model = CLIPModel::from_pretrained(&bare).unwrap();
+    let _ = std::fs::remove_dir_all(&bare);
+    let r = Reference::load(&std::path::Path::new(&root).join("clip-vit-base-patch32-random"));
+    let (ids, mask, px) = (r.rows_u32("input_ids"), r.rows_u32("attention_mask"), r.tensor("pixel_values"));
+    let out = model.forward(&ids, Some(&mask), &px, &ForwardOptions::default()).unwrap();
+    let err = assert_close(&r, "logits_per_image", &out.logits_per_image, 1e-3);
+    println!("openai naming, inferred config: logits max abs difference {err:.3e}");
 }

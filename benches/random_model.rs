@@ -1,0 +1,106 @@
+//! Random-weight checkpoints of real shapes, built in memory for benchmarks
+//! (speed does not depend on the weight values).
+#![allow(dead_code)]
+
+use clip::config::{CLIPConfig, CLIPTextConfig, CLIPVisionConfig};
+use clip::weights::WeightStore;
+use safetensors::tensor::{Dtype, TensorView};
+
+/// `openai/clip-vit-base-patch32`'s configuration.
+pub fn b32_config() -> CLIPConfig {
+    CLIPConfig {
+        text_config: CLIPTextConfig { eos_token_id: Some(2), ..CLIPTextConfig::default() },
+        vision_config: CLIPVisionConfig::default(),
+        ..CLIPConfig::default()
+    }
+}
+
+fn tower(prefix: &str, d: usize, f: usize, layers: usize, out: &mut Vec<(String, Vec<usize>)>) {
+    for i in 0..layers {
+        let p = format!("{prefix}.encoder.layers.{i}");
+        for n in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            out.push((format!("{p}.self_attn.{n}.weight"), vec![d, d]));
+            out.push((format!("{p}.self_attn.{n}.bias"), vec![d]));
+        }
+        for n in ["layer_norm1", "layer_norm2"] {
+            out.push((format!("{p}.{n}.weight"), vec![d]));
+            out.push((format!("{p}.{n}.bias"), vec![d]));
+        }
+        out.push((format!("{p}.mlp.fc1.weight"), vec![f, d]));
+        out.push((format!("{p}.mlp.fc1.bias"), vec![f]));
+        out.push((format!("{p}.mlp.fc2.weight"), vec![d, f]));
+        out.push((format!("{p}.mlp.fc2.bias"), vec![d]));
+    }
+}
+
+/// Names and shapes of a `CLIPModel` checkpoint (Hugging Face naming).
+pub fn clip_tensors(c: &CLIPConfig) -> Vec<(String, Vec<usize>)> {
+    let (t, v) = (&c.text_config, &c.vision_config);
+    let mut out = vec![
+        ("logit_scale".to_string(), vec![]),
+        ("text_model.embeddings.token_embedding.weight".into(), vec![t.vocab_size, t.hidden_size]),
+        ("text_model.embeddings.position_embedding.weight".into(), vec![t.max_position_embeddings, t.hidden_size]),
+        ("text_model.final_layer_norm.weight".into(), vec![t.hidden_size]),
+        ("text_model.final_layer_norm.bias".into(), vec![t.hidden_size]),
+        ("text_projection.weight".into(), vec![c.projection_dim, t.hidden_size]),
+        ("vision_model.embeddings.class_embedding".into(), vec![v.hidden_size]),
+        (
+            "vision_model.embeddings.patch_embedding.weight".into(),
+            vec![v.hidden_size, v.num_channels, v.patch_size, v.patch_size],
+        ),
+        ("vision_model.embeddings.position_embedding.weight".into(), vec![v.num_positions(), v.hidden_size]),
+        ("vision_model.pre_layrnorm.weight".into(), vec![v.hidden_size]),
+        ("vision_model.pre_layrnorm.bias".into(), vec![v.hidden_size]),
+        ("vision_model.post_layernorm.weight".into(), vec![v.hidden_size]),
+        ("vision_model.post_layernorm.bias".into(), vec![v.hidden_size]),
+        ("visual_projection.weight".into(), vec![c.projection_dim, v.hidden_size]),
+    ];
+    tower("text_model", t.hidden_size, t.intermediate_size, t.num_hidden_layers, &mut out);
+    tower("vision_model", v.hidden_size, v.intermediate_size, v.num_hidden_layers, &mut out);
+    out
+}
+
+/// A safetensors file with random weights of the config's shapes, in memory.
+pub fn random_store(c: &CLIPConfig, f16: bool) -> WeightStore {
+    let tensors = clip_tensors(c);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+    };
+    let buffers: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, shape)| {
+            let n: usize = shape.iter().product();
+            if f16 {
+                (0..n).flat_map(|_| half::f16::from_f32(next()).to_le_bytes()).collect()
+            } else {
+                (0..n).flat_map(|_| next().to_le_bytes()).collect()
+            }
+        })
+        .collect();
+    let dtype = if f16 { Dtype::F16 } else { Dtype::F32 };
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&buffers)
+        .map(|((name, shape), b)| (name.clone(), TensorView::new(dtype, shape.clone(), b).unwrap()))
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    WeightStore::from_bytes("random", bytes).unwrap()
+}
+
+/// Median and range of `runs` timings of `f`, in seconds.
+pub fn time_it(runs: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
+    f(); // warm-up
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let s = std::time::Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (t[t.len() / 2], t[0], t[t.len() - 1])
+}
