@@ -8,7 +8,7 @@ use crate::kernels::{l2_normalize_rows, Linear};
 use crate::tensor::Tensor;
 use crate::text_model::{project, TextModelOutput, TextTransformer};
 use crate::vision_model::{vision_config_of, VisionModelOutput, VisionTransformer};
-use crate::weights::{Loader, Naming, WeightStore};
+use crate::weights::{Loader, Naming, WeightStore, WeightsSummary};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -123,6 +123,7 @@ pub struct CLIPModel {
     visual_projection: Linear,
     logit_scale: f32,
     naming: Naming,
+    weights: WeightsSummary,
 }
 
 impl CLIPModel {
@@ -154,9 +155,9 @@ impl CLIPModel {
             bias: None,
         };
         let logit_scale =
-            loader.tensor("logit_scale", &[])?.to_f32_vec().first().copied().unwrap_or(0.0);
+            loader.owned_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0);
         let naming = loader.naming().clone();
-        loader.finish()?;
+        let weights = loader.finish()?;
         Ok(CLIPModel {
             config: config.clone(),
             text_model,
@@ -165,12 +166,18 @@ impl CLIPModel {
             visual_projection,
             logit_scale,
             naming,
+            weights,
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &CLIPConfig {
         &self.config
+    }
+
+    /// What the model keeps resident: bytes used in place from the mapping vs copied.
+    pub fn weights_summary(&self) -> &WeightsSummary {
+        &self.weights
     }
 
     /// The weight naming the checkpoint used.
@@ -328,6 +335,7 @@ pub struct CLIPForImageClassification {
     vision_model: VisionTransformer,
     classifier: Linear,
     id2label: BTreeMap<usize, String>,
+    weights: WeightsSummary,
 }
 
 impl CLIPForImageClassification {
@@ -352,13 +360,18 @@ impl CLIPForImageClassification {
         let loader = Loader::new(store)?;
         let vision_model = VisionTransformer::load(&loader, config)?;
         let classifier = loader.linear("classifier", num_labels, config.hidden_size, true)?;
-        loader.finish()?;
-        Ok(CLIPForImageClassification { vision_model, classifier, id2label })
+        let weights = loader.finish()?;
+        Ok(CLIPForImageClassification { vision_model, classifier, id2label, weights })
     }
 
     /// Class names by index (from `config.json`'s `id2label`).
     pub fn id2label(&self) -> &BTreeMap<usize, String> {
         &self.id2label
+    }
+
+    /// What the model keeps resident: bytes used in place from the mapping vs copied.
+    pub fn weights_summary(&self) -> &WeightsSummary {
+        &self.weights
     }
 
     /// The configuration of the vision tower.

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{layer_norm, linear, AttentionMask, LayerNorm, Linear};
 use crate::model::{load_model_dir, ModelDir};
 use crate::tensor::Tensor;
-use crate::weights::{Loader, WeightStore, WeightTensor};
+use crate::weights::{Loader, WeightStore, WeightTensor, WeightsSummary};
 use std::path::Path;
 
 /// Outputs of [`CLIPTextModel::forward`] (transformers' `BaseModelOutputWithPooling`).
@@ -169,6 +169,7 @@ impl TextTransformer {
 /// transformers' `CLIPTextModel`: the text tower without projection.
 pub struct CLIPTextModel {
     pub(crate) text_model: TextTransformer,
+    weights: WeightsSummary,
 }
 
 impl CLIPTextModel {
@@ -183,8 +184,13 @@ impl CLIPTextModel {
     pub fn from_store(config: &CLIPTextConfig, store: &WeightStore) -> Result<Self> {
         let loader = Loader::new(store)?;
         let text_model = TextTransformer::load(&loader, config)?;
-        loader.finish()?;
-        Ok(CLIPTextModel { text_model })
+        let weights = loader.finish()?;
+        Ok(CLIPTextModel { text_model, weights })
+    }
+
+    /// What the model keeps resident: bytes used in place from the mapping vs copied.
+    pub fn weights_summary(&self) -> &WeightsSummary {
+        &self.weights
     }
 
     /// The configuration.
@@ -221,6 +227,7 @@ pub struct TextModelWithProjectionOutput {
 pub struct CLIPTextModelWithProjection {
     text_model: TextTransformer,
     text_projection: Linear,
+    weights: WeightsSummary,
 }
 
 impl CLIPTextModelWithProjection {
@@ -248,8 +255,13 @@ impl CLIPTextModelWithProjection {
             mat: loader.mat("text_projection.weight", projection_dim, config.hidden_size)?,
             bias: None,
         };
-        loader.finish()?;
-        Ok(CLIPTextModelWithProjection { text_model, text_projection })
+        let weights = loader.finish()?;
+        Ok(CLIPTextModelWithProjection { text_model, text_projection, weights })
+    }
+
+    /// What the model keeps resident: bytes used in place from the mapping vs copied.
+    pub fn weights_summary(&self) -> &WeightsSummary {
+        &self.weights
     }
 
     /// The configuration.

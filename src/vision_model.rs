@@ -11,7 +11,7 @@ use crate::kernels::{layer_norm, linear, AttentionMask, LayerNorm, Linear, Mat};
 use crate::model::{load_model_dir, ModelDir};
 use crate::tensor::Tensor;
 use crate::text_model::project;
-use crate::weights::{Loader, WeightStore};
+use crate::weights::{Loader, WeightStore, WeightsSummary};
 use std::path::Path;
 
 /// Outputs of [`CLIPVisionModel::forward`] (transformers' `BaseModelOutputWithPooling`).
@@ -218,6 +218,7 @@ fn interpolate_bicubic(
 /// transformers' `CLIPVisionModel`: the vision tower without projection.
 pub struct CLIPVisionModel {
     pub(crate) vision_model: VisionTransformer,
+    weights: WeightsSummary,
 }
 
 impl CLIPVisionModel {
@@ -232,8 +233,13 @@ impl CLIPVisionModel {
     pub fn from_store(config: &CLIPVisionConfig, store: &WeightStore) -> Result<Self> {
         let loader = Loader::new(store)?;
         let vision_model = VisionTransformer::load(&loader, config)?;
-        loader.finish()?;
-        Ok(CLIPVisionModel { vision_model })
+        let weights = loader.finish()?;
+        Ok(CLIPVisionModel { vision_model, weights })
+    }
+
+    /// What the model keeps resident: bytes used in place from the mapping vs copied.
+    pub fn weights_summary(&self) -> &WeightsSummary {
+        &self.weights
     }
 
     /// The configuration.
@@ -268,6 +274,7 @@ pub struct VisionModelWithProjectionOutput {
 pub struct CLIPVisionModelWithProjection {
     vision_model: VisionTransformer,
     visual_projection: Linear,
+    weights: WeightsSummary,
 }
 
 impl CLIPVisionModelWithProjection {
@@ -295,8 +302,13 @@ impl CLIPVisionModelWithProjection {
             mat: loader.mat("visual_projection.weight", projection_dim, config.hidden_size)?,
             bias: None,
         };
-        loader.finish()?;
-        Ok(CLIPVisionModelWithProjection { vision_model, visual_projection })
+        let weights = loader.finish()?;
+        Ok(CLIPVisionModelWithProjection { vision_model, visual_projection, weights })
+    }
+
+    /// What the model keeps resident: bytes used in place from the mapping vs copied.
+    pub fn weights_summary(&self) -> &WeightsSummary {
+        &self.weights
     }
 
     /// The configuration.

@@ -11,6 +11,6 @@ mod store;
 mod tensor;
 
 pub(crate) use naming::Loader;
-pub use naming::Naming;
+pub use naming::{Naming, WeightsSummary};
 pub use store::WeightStore;
 pub use tensor::{DType, WeightTensor, WeightView};

@@ -247,3 +247,15 @@ fn b32_shapes_f32_and_f16() {
     let err = assert_close(&r, "logits_per_image", &out.logits_per_image, 1e-3);
     println!("openai naming, inferred config: logits max abs difference {err:.3e}");
 }
+
+#[test]
+fn weights_are_used_in_place_and_keep_their_dtype() {
+    for (name, dtype) in [("tiny-quickgelu", "F32"), ("tiny-quickgelu-f16", "F16"), ("tiny-quickgelu-bf16", "BF16")] {
+        let m = CLIPModel::from_pretrained(model_dir(name)).unwrap();
+        let s = m.weights_summary();
+        assert_eq!(s.dtypes.keys().copied().collect::<Vec<_>>(), vec![dtype], "{name}");
+        // Matrices and embeddings are read from the mapping; only vectors
+        // (biases, norms, positions) are copied, widened to f32.
+        assert!(s.in_place_bytes > 4 * s.copied_bytes, "{name}: {s:?}");
+    }
+}

@@ -138,11 +138,27 @@ fn openai_name(canonical: &str) -> Option<(String, Transform)> {
     }
 }
 
+/// What a loaded model keeps resident, for `clip info` and the README's claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WeightsSummary {
+    /// Number of parameter tensors used.
+    pub tensors: usize,
+    /// Bytes of parameters read in place from the file mapping (or caller's
+    /// buffer): not copied, paged in by the OS on first use.
+    pub in_place_bytes: usize,
+    /// Bytes of parameters copied at load time (small vectors widened to f32,
+    /// transposed projections, misaligned tensors).
+    pub copied_bytes: usize,
+    /// Tensor count per dtype of the checkpoint (`"F32"`, `"F16"`, `"BF16"`).
+    pub dtypes: std::collections::BTreeMap<&'static str, usize>,
+}
+
 /// Resolves parameters for a model being built, collecting missing names.
 pub(crate) struct Loader<'a> {
     store: &'a WeightStore,
     naming: Naming,
     missing: RefCell<Vec<String>>,
+    summary: RefCell<WeightsSummary>,
 }
 
 impl<'a> Loader<'a> {
@@ -154,7 +170,12 @@ impl<'a> Loader<'a> {
                 "tensor \"{n}\": open_clip LayerScale is not supported"
             )));
         }
-        Ok(Loader { store, naming: Naming::detect(store), missing: RefCell::new(Vec::new()) })
+        Ok(Loader {
+            store,
+            naming: Naming::detect(store),
+            missing: RefCell::new(Vec::new()),
+            summary: RefCell::new(WeightsSummary::default()),
+        })
     }
 
     /// The detected naming.
@@ -208,16 +229,47 @@ impl<'a> Loader<'a> {
                 t.shape()
             )));
         }
-        Ok(match transform {
+        let t = match transform {
             Transform::None => t,
             Transform::Chunk(i) => t.rows(i * shape[0], shape[0]),
             Transform::Transposed => t.transposed(),
-        })
+        };
+        let mut summary = self.summary.borrow_mut();
+        summary.tensors += 1;
+        *summary.dtypes.entry(t.dtype().name()).or_default() += 1;
+        if t.is_in_place() {
+            summary.in_place_bytes += t.nbytes();
+        } else {
+            summary.copied_bytes += t.nbytes();
+        }
+        Ok(t)
     }
 
-    /// A vector parameter widened to f32.
+    /// A vector parameter widened to f32 (an owned copy).
     pub fn vector(&self, canonical: &str, len: usize) -> Result<Vec<f32>> {
-        Ok(self.tensor(canonical, &[len])?.to_f32_vec())
+        let t = self.tensor(canonical, &[len])?;
+        let mut summary = self.summary.borrow_mut();
+        if t.is_in_place() {
+            summary.in_place_bytes -= t.nbytes();
+        } else {
+            summary.copied_bytes -= t.nbytes();
+        }
+        summary.copied_bytes += len * 4;
+        Ok(t.to_f32_vec())
+    }
+
+    /// A parameter widened to an owned f32 vector (position embeddings, ...).
+    pub fn owned_f32(&self, canonical: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let n = shape.iter().product::<usize>();
+        let t = self.tensor(canonical, shape)?;
+        let mut summary = self.summary.borrow_mut();
+        if t.is_in_place() {
+            summary.in_place_bytes -= t.nbytes();
+        } else {
+            summary.copied_bytes -= t.nbytes();
+        }
+        summary.copied_bytes += n * 4;
+        Ok(t.to_f32_vec())
     }
 
     /// A weight matrix `[out, in]`.
@@ -249,12 +301,12 @@ impl<'a> Loader<'a> {
         })
     }
 
-    /// Succeeds if every requested parameter was found; otherwise names the
-    /// first missing ones.
-    pub fn finish(self) -> Result<()> {
+    /// Succeeds if every requested parameter was found (returning what the
+    /// model keeps resident); otherwise names the first missing ones.
+    pub fn finish(self) -> Result<WeightsSummary> {
         let missing = self.missing.into_inner();
         if missing.is_empty() {
-            return Ok(());
+            return Ok(self.summary.into_inner());
         }
         const SHOWN: usize = 5;
         let mut list =
