@@ -219,8 +219,8 @@ impl CLIPModel {
         if input_ids.is_empty() {
             return Tensor::zeros(vec![0, self.config.projection_dim]);
         }
-        let out = self.text_model.forward(input_ids, attention_mask, &ForwardOptions::default())?;
-        Ok(project(&out.pooler_output, &self.text_projection))
+        let pooled = self.text_model.pooled_output(input_ids, attention_mask)?;
+        Ok(project(&pooled, &self.text_projection))
     }
 
     /// `[batch, projection_dim]` image embeddings, projected and not

@@ -259,3 +259,20 @@ fn weights_are_used_in_place_and_keep_their_dtype() {
         assert!(s.in_place_bytes > 4 * s.copied_bytes, "{name}: {s:?}");
     }
 }
+
+/// `get_text_features` skips positions after the batch's last end-of-text
+/// token (they cannot change the pooled output under the causal mask): rows
+/// 0 and 1 of the fixture (5 and 9 tokens, padded to 12) take that path.
+#[test]
+fn text_features_of_a_padded_batch_stop_at_the_last_eos() {
+    let dir = model_dir("tiny-quickgelu");
+    let r = Reference::load(&dir);
+    let model = CLIPModel::from_pretrained(&dir).unwrap();
+    let ids = r.rows_u32("input_ids");
+    let mask = r.rows_u32("attention_mask");
+    let got = model.get_text_features(&ids[..2], Some(&mask[..2])).unwrap();
+    let full = r.tensor("text_features");
+    let expected = Tensor::new(vec![2, full.shape()[1]], full.data()[..2 * full.shape()[1]].to_vec()).unwrap();
+    let err = common::max_abs_diff(&got, &expected);
+    assert!(err < TOL, "{err}");
+}
