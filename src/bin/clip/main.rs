@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod common;
+mod tokenize;
 
 /// CLIP on the CPU: tag, embed, compare and search images and texts, offline.
 #[derive(Parser, Debug)]
@@ -16,7 +17,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Print token ids and attention masks as JSON lines (like CLIPTokenizerFast).
+    Tokenize(tokenize::TokenizeArgs),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -27,7 +31,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let result: clip::Result<()> = match cli.command {};
+    let result: clip::Result<()> = match cli.command {
+        Command::Tokenize(args) => tokenize::run(&args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => common::report(&e),

@@ -1,1 +1,0 @@
-//! CLIP byte-level BPE tokenizer (see issue 3).
