@@ -105,7 +105,8 @@ impl Tensor {
 
     /// Concatenates tensors along the first axis (their other dimensions must match).
     pub fn concat(items: &[Tensor]) -> Result<Tensor> {
-        let first = items.first().ok_or_else(|| Error::invalid("cannot concatenate an empty list"))?;
+        let first =
+            items.first().ok_or_else(|| Error::invalid("cannot concatenate an empty list"))?;
         let mut rows = 0;
         let mut data = Vec::new();
         for t in items {
@@ -130,8 +131,7 @@ impl Tensor {
             1 => format!("({},)", dims[0]),
             _ => format!("({})", dims.join(", ")),
         };
-        let mut header =
-            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
         // Magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
         let unpadded = 10 + header.len() + 1;
         header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
