@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod common;
+mod preprocess;
 
 /// CLIP on the CPU: tag, embed, compare and search images and texts, offline.
 #[derive(Parser, Debug)]
@@ -16,7 +17,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Preprocess an image into CLIP's `pixel_values` (a `(1, 3, H, W)` float32 `.npy`).
+    Preprocess(preprocess::PreprocessArgs),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -27,7 +31,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let result: clip::Result<()> = match cli.command {};
+    let result: clip::Result<()> = match cli.command {
+        Command::Preprocess(args) => preprocess::run(&args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => common::report(&e),
