@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod common;
 mod tokenize;
+mod preprocess;
 
 /// CLIP on the CPU: tag, embed, compare and search images and texts, offline.
 #[derive(Parser, Debug)]
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Print token ids and attention masks as JSON lines (like CLIPTokenizerFast).
     Tokenize(tokenize::TokenizeArgs),
+    /// Preprocess an image into CLIP's `pixel_values` (a `(1, 3, H, W)` float32 `.npy`).
+    Preprocess(preprocess::PreprocessArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     };
     let result: clip::Result<()> = match cli.command {
         Command::Tokenize(args) => tokenize::run(&args),
+        Command::Preprocess(args) => preprocess::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

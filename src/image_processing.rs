@@ -1,1 +1,0 @@
-//! Image decoding and `CLIPImageProcessor` (see issue 4).
