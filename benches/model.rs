@@ -22,7 +22,11 @@ fn main() {
         let store = random_store(&config, f16);
         let model = CLIPModel::from_store(&config, &store).unwrap();
         for batch in [1usize, 16] {
-            let px = Tensor::new(vec![batch, 3, 224, 224], (0..batch * 3 * 224 * 224).map(|i| ((i % 255) as f32) / 255.0 - 0.5).collect()).unwrap();
+            let px = Tensor::new(
+                vec![batch, 3, 224, 224],
+                (0..batch * 3 * 224 * 224).map(|i| ((i % 255) as f32) / 255.0 - 0.5).collect(),
+            )
+            .unwrap();
             let runs = if batch == 1 { 20 } else { 5 };
             let (med, lo, hi) = time_it(runs, || {
                 model.get_image_features(&px).unwrap();
@@ -35,10 +39,13 @@ fn main() {
                 hi * 1e3
             );
         }
-        for (batch, len, what) in [(1usize, 7usize, "short"), (64, 12, "short"), (64, 77, "77-token")] {
+        for (batch, len, what) in
+            [(1usize, 7usize, "short"), (64, 12, "short"), (64, 77, "77-token")]
+        {
             let ids: Vec<Vec<u32>> = (0..batch)
                 .map(|b| {
-                    let mut r: Vec<u32> = (0..len).map(|i| 320 + ((b * 31 + i * 7) % 4000) as u32).collect();
+                    let mut r: Vec<u32> =
+                        (0..len).map(|i| 320 + ((b * 31 + i * 7) % 4000) as u32).collect();
                     r[0] = 49406;
                     r[len - 1] = 49407;
                     r

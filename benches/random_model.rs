@@ -39,7 +39,10 @@ pub fn clip_tensors(c: &CLIPConfig) -> Vec<(String, Vec<usize>)> {
     let mut out = vec![
         ("logit_scale".to_string(), vec![]),
         ("text_model.embeddings.token_embedding.weight".into(), vec![t.vocab_size, t.hidden_size]),
-        ("text_model.embeddings.position_embedding.weight".into(), vec![t.max_position_embeddings, t.hidden_size]),
+        (
+            "text_model.embeddings.position_embedding.weight".into(),
+            vec![t.max_position_embeddings, t.hidden_size],
+        ),
         ("text_model.final_layer_norm.weight".into(), vec![t.hidden_size]),
         ("text_model.final_layer_norm.bias".into(), vec![t.hidden_size]),
         ("text_projection.weight".into(), vec![c.projection_dim, t.hidden_size]),
@@ -48,7 +51,10 @@ pub fn clip_tensors(c: &CLIPConfig) -> Vec<(String, Vec<usize>)> {
             "vision_model.embeddings.patch_embedding.weight".into(),
             vec![v.hidden_size, v.num_channels, v.patch_size, v.patch_size],
         ),
-        ("vision_model.embeddings.position_embedding.weight".into(), vec![v.num_positions(), v.hidden_size]),
+        (
+            "vision_model.embeddings.position_embedding.weight".into(),
+            vec![v.num_positions(), v.hidden_size],
+        ),
         ("vision_model.pre_layrnorm.weight".into(), vec![v.hidden_size]),
         ("vision_model.pre_layrnorm.bias".into(), vec![v.hidden_size]),
         ("vision_model.post_layernorm.weight".into(), vec![v.hidden_size]),

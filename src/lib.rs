@@ -12,6 +12,9 @@
 //! - [`model`]: `CLIPModel` and `CLIPForImageClassification`.
 //! - [`tokenizer`]: CLIP's byte-level BPE.
 //! - [`image_processing`]: decoding and `CLIPImageProcessor`.
+//! - [`processor`]: `CLIPProcessor` (tokenizer + image processor).
+//! - [`pipeline`]: a model with its processor, for applications: embeddings,
+//!   similarities and zero-shot labels, in bounded-memory chunks.
 
 #![warn(missing_docs)]
 
@@ -20,6 +23,8 @@ pub mod error;
 pub mod image_processing;
 pub mod kernels;
 pub mod model;
+pub mod pipeline;
+pub mod processor;
 pub mod tensor;
 pub mod text_model;
 pub mod tokenizer;
@@ -32,6 +37,8 @@ pub use config::{Activation, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, Model
 pub use encoder::ForwardOptions;
 pub use error::{Error, ErrorKind, Result};
 pub use model::{CLIPForImageClassification, CLIPModel, CLIPOutput, ImageClassifierOutput};
+pub use pipeline::{Pipeline, DEFAULT_TEMPLATES};
+pub use processor::CLIPProcessor;
 pub use tensor::Tensor;
 pub use text_model::{
     CLIPTextModel, CLIPTextModelWithProjection, TextModelOutput, TextModelWithProjectionOutput,

@@ -154,8 +154,7 @@ impl CLIPModel {
             mat: loader.mat("visual_projection.weight", p, config.vision_config.hidden_size)?,
             bias: None,
         };
-        let logit_scale =
-            loader.owned_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0);
+        let logit_scale = loader.owned_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0);
         let naming = loader.naming().clone();
         let weights = loader.finish()?;
         Ok(CLIPModel {

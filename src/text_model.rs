@@ -151,15 +151,22 @@ impl TextTransformer {
     /// `pooler_output` alone, computing only the positions it depends on:
     /// attention is causal, so nothing after the last pooled position (the
     /// longest text's `<|endoftext|>` in the batch) can change it.
-    pub fn pooled_output(&self, input_ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>) -> Result<Tensor> {
+    pub fn pooled_output(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+    ) -> Result<Tensor> {
         self.check_inputs(input_ids, attention_mask)?;
         let needed = input_ids.iter().map(|r| self.pool_position(r) + 1).max().unwrap_or(0);
         let seq = input_ids.first().map_or(0, |r| r.len());
         if needed == seq {
-            return Ok(self.forward(input_ids, attention_mask, &ForwardOptions::default())?.pooler_output);
+            return Ok(self
+                .forward(input_ids, attention_mask, &ForwardOptions::default())?
+                .pooler_output);
         }
         let ids: Vec<Vec<u32>> = input_ids.iter().map(|r| r[..needed].to_vec()).collect();
-        let mask: Option<Vec<Vec<u32>>> = attention_mask.map(|m| m.iter().map(|r| r[..needed].to_vec()).collect());
+        let mask: Option<Vec<Vec<u32>>> =
+            attention_mask.map(|m| m.iter().map(|r| r[..needed].to_vec()).collect());
         Ok(self.forward(&ids, mask.as_deref(), &ForwardOptions::default())?.pooler_output)
     }
 

@@ -242,7 +242,8 @@ fn b32_shapes_f32_and_f16() {
     let model = CLIPModel::from_pretrained(&bare).unwrap();
     let _ = std::fs::remove_dir_all(&bare);
     let r = Reference::load(&std::path::Path::new(&root).join("clip-vit-base-patch32-random"));
-    let (ids, mask, px) = (r.rows_u32("input_ids"), r.rows_u32("attention_mask"), r.tensor("pixel_values"));
+    let (ids, mask, px) =
+        (r.rows_u32("input_ids"), r.rows_u32("attention_mask"), r.tensor("pixel_values"));
     let out = model.forward(&ids, Some(&mask), &px, &ForwardOptions::default()).unwrap();
     let err = assert_close(&r, "logits_per_image", &out.logits_per_image, 1e-3);
     println!("openai naming, inferred config: logits max abs difference {err:.3e}");
@@ -250,7 +251,9 @@ fn b32_shapes_f32_and_f16() {
 
 #[test]
 fn weights_are_used_in_place_and_keep_their_dtype() {
-    for (name, dtype) in [("tiny-quickgelu", "F32"), ("tiny-quickgelu-f16", "F16"), ("tiny-quickgelu-bf16", "BF16")] {
+    for (name, dtype) in
+        [("tiny-quickgelu", "F32"), ("tiny-quickgelu-f16", "F16"), ("tiny-quickgelu-bf16", "BF16")]
+    {
         let m = CLIPModel::from_pretrained(model_dir(name)).unwrap();
         let s = m.weights_summary();
         assert_eq!(s.dtypes.keys().copied().collect::<Vec<_>>(), vec![dtype], "{name}");
@@ -272,7 +275,8 @@ fn text_features_of_a_padded_batch_stop_at_the_last_eos() {
     let mask = r.rows_u32("attention_mask");
     let got = model.get_text_features(&ids[..2], Some(&mask[..2])).unwrap();
     let full = r.tensor("text_features");
-    let expected = Tensor::new(vec![2, full.shape()[1]], full.data()[..2 * full.shape()[1]].to_vec()).unwrap();
+    let expected =
+        Tensor::new(vec![2, full.shape()[1]], full.data()[..2 * full.shape()[1]].to_vec()).unwrap();
     let err = common::max_abs_diff(&got, &expected);
     assert!(err < TOL, "{err}");
 }

@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod common;
-mod tokenize;
 mod preprocess;
+mod tokenize;
 
 /// CLIP on the CPU: tag, embed, compare and search images and texts, offline.
 #[derive(Parser, Debug)]

@@ -1,0 +1,232 @@
+//! The application-level handle: a model with its processor, giving
+//! embeddings, similarities and zero-shot labels for texts and images.
+//!
+//! Batches of any size are processed in chunks (`text_batch_size` texts,
+//! `image_batch_size` images at a time), so peak memory does not grow with
+//! the number of inputs. A pipeline may own a thread pool of a fixed size
+//! ([`Pipeline::with_threads`]); otherwise it runs on the caller's rayon pool.
+
+use crate::error::{Error, Result};
+use crate::image_processing::RgbImage8;
+use crate::kernels::{l2_normalize_rows, softmax_rows};
+use crate::model::CLIPModel;
+use crate::processor::CLIPProcessor;
+use crate::tensor::Tensor;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The prompt templates [`Pipeline::label_embeddings`] uses by default: a
+/// small ensemble in the style of the CLIP paper's.
+pub const DEFAULT_TEMPLATES: &[&str] =
+    &["a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a photo of the {}."];
+
+/// A model and its processor, with chunked batch entry points.
+pub struct Pipeline {
+    model: CLIPModel,
+    processor: CLIPProcessor,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    /// Texts encoded per forward pass (bounds memory); default 256.
+    pub text_batch_size: usize,
+    /// Images encoded per forward pass (bounds memory); default 16.
+    pub image_batch_size: usize,
+}
+
+impl Pipeline {
+    /// A pipeline over a loaded model and processor.
+    pub fn new(model: CLIPModel, processor: CLIPProcessor) -> Self {
+        Pipeline { model, processor, pool: None, text_batch_size: 256, image_batch_size: 16 }
+    }
+
+    /// Loads a Hugging Face model directory: weights, config, tokenizer
+    /// (built-in vocabulary if none) and preprocessing config.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        Ok(Self::new(CLIPModel::from_pretrained(dir)?, CLIPProcessor::from_dir(dir)?))
+    }
+
+    /// Runs every call on an own pool of `threads` threads (0 = one per core).
+    pub fn with_threads(mut self, threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("clip-{i}"))
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start {threads} threads: {e}")))?;
+        self.pool = Some(Arc::new(pool));
+        Ok(self)
+    }
+
+    /// Threads a call uses.
+    pub fn num_threads(&self) -> usize {
+        self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+    }
+
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &CLIPModel {
+        &self.model
+    }
+
+    /// The processor.
+    pub fn processor(&self) -> &CLIPProcessor {
+        &self.processor
+    }
+
+    /// Width of the embeddings.
+    pub fn embedding_dim(&self) -> usize {
+        self.model.config().projection_dim
+    }
+
+    /// Texts longer than this many tokens (BOS and EOS included) are truncated.
+    pub fn context_length(&self) -> usize {
+        self.model.config().text_config.max_position_embeddings
+    }
+
+    /// `get_text_features` for any number of texts: `[texts, dim]`, not
+    /// normalised. Over-long texts are truncated as transformers does.
+    pub fn encode_texts(&self, texts: &[&str]) -> Result<Tensor> {
+        self.run(|| {
+            let mut parts = vec![Tensor::zeros(vec![0, self.embedding_dim()])?];
+            for chunk in texts.chunks(self.text_batch_size.max(1)) {
+                let enc = self.processor.tokenize(chunk, self.context_length())?;
+                parts
+                    .push(self.model.get_text_features(&enc.input_ids, Some(&enc.attention_mask))?);
+            }
+            Tensor::concat(&parts)
+        })
+    }
+
+    /// `get_image_features` for decoded images: `[images, dim]`, not normalised.
+    pub fn encode_images(&self, images: &[RgbImage8]) -> Result<Tensor> {
+        self.run(|| {
+            let mut parts = vec![Tensor::zeros(vec![0, self.embedding_dim()])?];
+            for chunk in images.chunks(self.image_batch_size.max(1)) {
+                let px = self.processor.process_images(chunk)?;
+                parts.push(self.model.get_image_features(&px)?);
+            }
+            Tensor::concat(&parts)
+        })
+    }
+
+    /// Embeds preprocessed images `[3, H, W]` given one by one (errors kept
+    /// per item), a chunk at a time.
+    fn encode_each(&self, items: Vec<Result<Tensor>>) -> Vec<Result<Vec<f32>>> {
+        let mut out: Vec<Result<Vec<f32>>> = Vec::with_capacity(items.len());
+        let mut ok_idx = Vec::new();
+        let mut ok = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Ok(t) => {
+                    ok_idx.push(i);
+                    ok.push(t);
+                    out.push(Ok(Vec::new()));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        if ok.is_empty() {
+            return out;
+        }
+        let features = Tensor::stack(&ok).and_then(|px| self.model.get_image_features(&px));
+        match features {
+            Ok(f) => {
+                for (row, i) in f.rows().zip(ok_idx) {
+                    out[i] = Ok(row.to_vec());
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for i in ok_idx {
+                    out[i] = Err(Error::new(e.kind(), msg.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes, preprocesses and embeds image files, one result per path in
+    /// input order: a file that cannot be read or decoded gets its own error
+    /// (naming it) and does not stop the others. `on_progress` is called
+    /// with the number of files done after each chunk.
+    pub fn encode_image_files<P: AsRef<Path> + Sync>(
+        &self,
+        paths: &[P],
+        mut on_progress: impl FnMut(usize) + Send,
+    ) -> Vec<Result<Vec<f32>>> {
+        self.run(|| {
+            let mut out = Vec::with_capacity(paths.len());
+            for chunk in paths.chunks(self.image_batch_size.max(1)) {
+                let items = self.processor.image_processor.load_and_preprocess(chunk);
+                out.extend(self.encode_each(items));
+                on_progress(out.len());
+            }
+            out
+        })
+    }
+
+    /// As [`Pipeline::encode_image_files`] for encoded images in memory.
+    pub fn encode_image_bytes(&self, images: &[&[u8]]) -> Vec<Result<Vec<f32>>> {
+        use rayon::prelude::*;
+        self.run(|| {
+            let mut out = Vec::with_capacity(images.len());
+            for chunk in images.chunks(self.image_batch_size.max(1)) {
+                let items: Vec<Result<Tensor>> = chunk
+                    .par_iter()
+                    .map(|b| self.processor.image_processor.preprocess_bytes(b))
+                    .collect();
+                out.extend(self.encode_each(items));
+            }
+            out
+        })
+    }
+
+    /// One L2-normalised embedding per label, `[labels, dim]`: each template
+    /// (with `{}` replaced by the label) is encoded and normalised, the
+    /// results are averaged and normalised again (the CLIP paper's prompt
+    /// ensembling).
+    pub fn label_embeddings(&self, labels: &[&str], templates: &[&str]) -> Result<Tensor> {
+        if labels.is_empty() {
+            return Err(Error::invalid("no labels given"));
+        }
+        if templates.is_empty() {
+            return Err(Error::invalid("no prompt templates given"));
+        }
+        if let Some(t) = templates.iter().find(|t| !t.contains("{}")) {
+            return Err(Error::invalid(format!("template \"{t}\" has no {{}} for the label")));
+        }
+        let d = self.embedding_dim();
+        let prompts: Vec<String> = labels
+            .iter()
+            .flat_map(|l| templates.iter().map(move |t| t.replacen("{}", l, 1)))
+            .collect();
+        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let mut feats = self.encode_texts(&refs)?;
+        l2_normalize_rows(feats.data_mut(), d);
+        let k = templates.len();
+        let mut out = vec![0.0f32; labels.len() * d];
+        for (l, o) in out.chunks_mut(d).enumerate() {
+            for row in feats.data()[l * k * d..(l + 1) * k * d].chunks(d) {
+                for (a, v) in o.iter_mut().zip(row) {
+                    *a += v / k as f32;
+                }
+            }
+        }
+        l2_normalize_rows(&mut out, d);
+        Tensor::new(vec![labels.len(), d], out)
+    }
+
+    /// Zero-shot probabilities `[images, labels]`: the softmax over labels of
+    /// `exp(logit_scale) * cos(image, label)`, for image features from the
+    /// `encode_*` calls and label embeddings from [`Pipeline::label_embeddings`].
+    pub fn zero_shot(&self, image_features: &Tensor, label_embeddings: &Tensor) -> Result<Tensor> {
+        let mut logits = self.model.logits_from_features(image_features, label_embeddings)?;
+        let n = label_embeddings.shape()[0];
+        softmax_rows(logits.data_mut(), n);
+        Ok(logits)
+    }
+}
