@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod default_model;
 pub mod error;
 pub mod image_processing;
 pub mod kernels;

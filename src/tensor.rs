@@ -146,6 +146,48 @@ impl Tensor {
         out
     }
 
+    /// Parses a little-endian f32, C-order `.npy` (format 1.0 to 3.0), as
+    /// written by [`Tensor::to_npy_bytes`] or numpy.
+    pub fn from_npy_bytes(bytes: &[u8]) -> Result<Tensor> {
+        let bad = |m: &str| Error::format(format!("not a float32 .npy array: {m}"));
+        if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+            return Err(bad("missing magic"));
+        }
+        let (hlen, start): (usize, usize) = match bytes[6] {
+            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+            2 | 3 if bytes.len() >= 12 => {
+                (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            }
+            _ => return Err(bad("unknown version")),
+        };
+        let header = bytes
+            .get(start..start.saturating_add(hlen))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .ok_or_else(|| bad("truncated header"))?;
+        if !header.contains("'descr': '<f4'") || header.contains("'fortran_order': True") {
+            return Err(bad("only little-endian float32 in C order is supported"));
+        }
+        let dims = header
+            .split("'shape': (")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .ok_or_else(|| bad("no shape"))?;
+        let shape = dims
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
+            .collect::<Result<Vec<usize>>>()?;
+        let body = &bytes[start + hlen..];
+        let n = checked_numel(&shape)?;
+        if body.len() != n.checked_mul(4).ok_or_else(|| bad("shape too large"))? {
+            return Err(bad("data length does not match the shape"));
+        }
+        let data =
+            body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Ok(Tensor { shape, data })
+    }
+
     /// Writes the tensor as a `.npy` file.
     pub fn write_npy(&self, path: &Path) -> Result<()> {
         let mut f = std::fs::File::create(path).map_err(|e| {
@@ -179,6 +221,19 @@ mod tests {
         assert!(header.contains("'shape': (2, 3)"));
         assert_eq!(&b[10 + hlen + 4..10 + hlen + 8], &1.0f32.to_le_bytes());
         assert_eq!(b.len(), 10 + hlen + 24);
+    }
+
+    #[test]
+    fn npy_round_trip_and_rejects_garbage() {
+        let t = Tensor::new(vec![3, 2], vec![1.5, -2.0, 0.0, 7.25, 1e-8, 3.0]).unwrap();
+        assert_eq!(Tensor::from_npy_bytes(&t.to_npy_bytes()).unwrap(), t);
+        let one = Tensor::new(vec![4], vec![1.0; 4]).unwrap();
+        assert_eq!(Tensor::from_npy_bytes(&one.to_npy_bytes()).unwrap(), one);
+        let mut b = t.to_npy_bytes();
+        b.pop();
+        assert!(Tensor::from_npy_bytes(&b).is_err());
+        assert!(Tensor::from_npy_bytes(b"\x93NUMPY").is_err());
+        assert!(Tensor::from_npy_bytes(b"").is_err());
     }
 
     #[test]

@@ -1,0 +1,94 @@
+//! `clip info`: what a model is and how it will run.
+
+use crate::common::ModelArg;
+use clip::Result;
+
+/// Show the architecture, sizes, weight dtypes and memory, preprocessing
+/// settings and tokenizer source of a model.
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `clip info`.
+pub fn run(args: &InfoArgs) -> Result<()> {
+    let pipeline = args.model.load()?;
+    let model = pipeline.model();
+    let c = model.config();
+    let (t, v) = (&c.text_config, &c.vision_config);
+    let w = model.weights_summary();
+    let pp = &pipeline.processor().image_processor.config;
+    let tok = &pipeline.processor().tokenizer;
+    let out = serde_json::json!({
+        "model": args.model.describe(),
+        "architecture": "CLIPModel",
+        "weight_naming": model.naming().describe(),
+        "projection_dim": c.projection_dim,
+        "logit_scale": model.logit_scale().exp(),
+        "text": {
+            "hidden_size": t.hidden_size, "layers": t.num_hidden_layers, "heads": t.num_attention_heads,
+            "intermediate_size": t.intermediate_size, "context_length": t.max_position_embeddings,
+            "vocab_size": t.vocab_size, "hidden_act": t.hidden_act,
+        },
+        "vision": {
+            "hidden_size": v.hidden_size, "layers": v.num_hidden_layers, "heads": v.num_attention_heads,
+            "intermediate_size": v.intermediate_size, "image_size": v.image_size, "patch_size": v.patch_size,
+            "hidden_act": v.hidden_act,
+        },
+        "weights": {
+            "tensors": w.tensors, "dtypes": w.dtypes,
+            "mapped_bytes": w.in_place_bytes, "copied_bytes": w.copied_bytes,
+        },
+        "preprocessing": serde_json::to_value(pp).unwrap_or(serde_json::Value::Null),
+        "tokenizer": { "source": tok.source(), "vocab_size": tok.vocab_size() },
+        "threads": pipeline.num_threads(),
+    });
+    if args.json {
+        println!("{out}");
+        return Ok(());
+    }
+    let mb = |b: usize| b as f64 / (1024.0 * 1024.0);
+    println!("model:          {}", args.model.describe());
+    println!("architecture:   CLIPModel ({} weight names)", model.naming().describe());
+    println!(
+        "embedding:      {} dims, logit scale {:.2}",
+        c.projection_dim,
+        model.logit_scale().exp()
+    );
+    println!(
+        "text tower:     {} layers, width {}, {} heads, MLP {} ({}), context {}, vocab {}",
+        t.num_hidden_layers,
+        t.hidden_size,
+        t.num_attention_heads,
+        t.intermediate_size,
+        t.hidden_act,
+        t.max_position_embeddings,
+        t.vocab_size
+    );
+    println!(
+        "vision tower:   {} layers, width {}, {} heads, MLP {} ({}), {}px images, {}px patches",
+        v.num_hidden_layers,
+        v.hidden_size,
+        v.num_attention_heads,
+        v.intermediate_size,
+        v.hidden_act,
+        v.image_size,
+        v.patch_size
+    );
+    let dtypes: Vec<String> = w.dtypes.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "weights:        {} tensors ({}); {:.1} MiB used in place from the file mapping, {:.2} MiB copied",
+        w.tensors,
+        dtypes.join(", "),
+        mb(w.in_place_bytes),
+        mb(w.copied_bytes)
+    );
+    println!("preprocessing:  {}", serde_json::to_string(pp).unwrap_or_default());
+    println!("tokenizer:      {} ({} tokens)", tok.source(), tok.vocab_size());
+    println!("threads:        {}", pipeline.num_threads());
+    Ok(())
+}
