@@ -40,7 +40,7 @@ pub struct EmbedArgs {
 /// Runs `clip embed`. Unreadable images are reported on stderr and skipped;
 /// it fails (exit 1) only when no image could be embedded.
 pub fn run(args: &EmbedArgs, quiet: bool) -> Result<()> {
-    if args.text.given() == !args.images.is_empty() {
+    if args.text.given() != args.images.is_empty() {
         return Err(Error::invalid(
             "give texts (--text / --text-file) or image files, not both or neither",
         ));
