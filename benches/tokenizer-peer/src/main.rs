@@ -18,14 +18,22 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// fixture file (saved by transformers) with the vocabulary, merges and special
 /// ids of the real one (rebuilt from the .gz as in clip-spec 1.2).
 fn hf_tokenizer() -> tokenizers::Tokenizer {
-    let gz = std::fs::read(Path::new(ROOT).join("src/tokenizer/bpe_simple_vocab_16e6.txt.gz")).unwrap();
+    let gz =
+        std::fs::read(Path::new(ROOT).join("src/tokenizer/bpe_simple_vocab_16e6.txt.gz")).unwrap();
     let mut text = String::new();
     flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
     let merges: Vec<&str> = text.split('\n').skip(1).take(48894).collect();
-    let printable =
-        |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
-    let mut chars: Vec<char> = (0..256).filter(|&b| printable(b)).filter_map(char::from_u32).collect();
-    chars.extend((0..256u32).filter(|&b| !printable(b)).enumerate().filter_map(|(n, _)| char::from_u32(256 + n as u32)));
+    let printable = |b: u32| {
+        (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+    };
+    let mut chars: Vec<char> =
+        (0..256).filter(|&b| printable(b)).filter_map(char::from_u32).collect();
+    chars.extend(
+        (0..256u32)
+            .filter(|&b| !printable(b))
+            .enumerate()
+            .filter_map(|(n, _)| char::from_u32(256 + n as u32)),
+    );
     let mut tokens: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
     tokens.extend(chars.iter().map(|c| format!("{c}</w>")));
     tokens.extend(merges.iter().map(|m| m.replace(' ', "")));
@@ -33,7 +41,9 @@ fn hf_tokenizer() -> tokenizers::Tokenizer {
     tokens.push("<|endoftext|>".into());
     let vocab: serde_json::Map<String, Value> =
         tokens.into_iter().enumerate().map(|(i, t)| (t, Value::from(i))).collect();
-    let small = std::fs::read(Path::new(ROOT).join("tests/fixtures/tokenizer/small/tokenizer.json")).unwrap();
+    let small =
+        std::fs::read(Path::new(ROOT).join("tests/fixtures/tokenizer/small/tokenizer.json"))
+            .unwrap();
     let mut j: Value = serde_json::from_slice(&small).unwrap();
     j["model"]["vocab"] = Value::Object(vocab);
     j["model"]["merges"] = Value::from(merges.iter().map(|m| Value::from(*m)).collect::<Vec<_>>());
@@ -65,7 +75,9 @@ fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let runs = args.first().copied().unwrap_or(11);
     let repeat = args.get(1).copied().unwrap_or(4);
-    let corpus = std::fs::read_to_string(Path::new(ROOT).join("tests/fixtures/tokenizer/corpus.jsonl")).unwrap();
+    let corpus =
+        std::fs::read_to_string(Path::new(ROOT).join("tests/fixtures/tokenizer/corpus.jsonl"))
+            .unwrap();
     let texts: Vec<String> = corpus
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["t"].as_str().unwrap().to_string())
@@ -86,18 +98,27 @@ fn main() {
     );
 
     let (t_ours, n) = time(runs, || texts.iter().map(|t| ours.encode(t).len()).sum());
-    let (t_hf, n_hf) = time(runs, || texts.iter().map(|t| hf.encode(*t, true).unwrap().len()).sum());
+    let (t_hf, n_hf) =
+        time(runs, || texts.iter().map(|t| hf.encode(*t, true).unwrap().len()).sum());
     assert_eq!(n, n_hf);
     report("single-threaded encode", n, t_ours, t_hf);
 
     let opts = EncodeOptions { padding: Padding::None, truncation: false, ..Default::default() };
-    let (t_ours, n) =
-        time(runs, || ours.encode_batch(&texts, &opts).unwrap().input_ids.iter().map(Vec::len).sum());
-    let (t_hf, n_hf) = time(runs, || {
-        hf.encode_batch(texts.clone(), true).unwrap().iter().map(|e| e.len()).sum()
+    let (t_ours, n) = time(runs, || {
+        ours.encode_batch(&texts, &opts).unwrap().input_ids.iter().map(Vec::len).sum()
     });
+    let (t_hf, n_hf) =
+        time(runs, || hf.encode_batch(texts.clone(), true).unwrap().iter().map(|e| e.len()).sum());
     assert_eq!(n, n_hf);
     report("encode_batch (rayon)", n, t_ours, t_hf);
+
+    let prompts: Vec<&str> =
+        texts.iter().copied().filter(|t| t.starts_with("a photo of")).collect();
+    let (t_ours, n) = time(runs, || prompts.iter().map(|t| ours.encode(t).len()).sum());
+    let (t_hf, n_hf) =
+        time(runs, || prompts.iter().map(|t| hf.encode(*t, true).unwrap().len()).sum());
+    assert_eq!(n, n_hf);
+    report("prompts \"a photo of..\"", n, t_ours, t_hf);
 }
 
 fn report(what: &str, tokens: usize, ours: f64, hf: f64) {
