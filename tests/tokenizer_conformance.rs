@@ -455,3 +455,21 @@ fn corrupt_files_give_format_errors() {
     let err = CLIPTokenizer::from_dir(Path::new("/nonexistent/clip")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
 }
+
+#[test]
+fn adversarial_long_inputs_stay_fast() {
+    let tok = builtin();
+    let start = std::time::Instant::now();
+    // One 1 MB "word" (no spaces): the heap-based merge keeps this O(n log n).
+    let word = "ab".repeat(1 << 19);
+    let ids = tok.encode(&word);
+    assert!(ids.len() > 2 && ids.len() < word.len());
+    let noise: String = (0..200_000u32)
+        .map(|i| char::from(b'a' + (i.wrapping_mul(2654435761) >> 27) as u8 % 26))
+        .collect();
+    assert!(tok.encode(&noise).len() > 2);
+    let specials = "<|endoftext|><|startoftext|>".repeat(20_000);
+    assert_eq!(tok.encode(&specials).len(), 40_002);
+    assert!(tok.encode_with(&specials, Convention::OpenClip).len() > 40_002);
+    assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+}

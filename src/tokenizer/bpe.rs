@@ -10,6 +10,9 @@ use std::sync::RwLock;
 const MAX_CACHED_WORD: usize = 64;
 /// The cache stops growing at this many words (as `tokenizers` does).
 pub(crate) const CACHE_CAPACITY: usize = 10_000;
+/// The cache is split into this many independently locked shards, so that
+/// threads encoding in parallel rarely touch the same lock.
+const CACHE_SHARDS: usize = 16;
 /// Words with at most this many symbols use the simple quadratic merge loop;
 /// longer ones the heap (O(n log n), so adversarial inputs stay linear-ish).
 const SIMPLE_MERGE_MAX: usize = 48;
@@ -34,6 +37,9 @@ impl Hasher for PairHasher {
     }
 }
 
+/// Merged words: word text -> ids.
+type WordCache = HashMap<Box<str>, Box<[u32]>>;
+
 type PairMap = HashMap<u64, (u32, u32), BuildHasherDefault<PairHasher>>;
 
 fn key(a: u32, b: u32) -> u64 {
@@ -48,7 +54,15 @@ pub(crate) struct Bpe {
     byte_ids: [u32; 256],
     /// Vocabulary id of each byte's character + `</w>` (or the unknown id).
     byte_eow_ids: [u32; 256],
-    cache: RwLock<HashMap<Box<str>, Box<[u32]>>>,
+    cache: [RwLock<WordCache>; CACHE_SHARDS],
+}
+
+/// The cache shard of a word (a cheap mix of its length and two bytes).
+fn shard(word: &str) -> usize {
+    let b = word.as_bytes();
+    let first = b.first().copied().unwrap_or(0) as usize;
+    let last = b.last().copied().unwrap_or(0) as usize;
+    (b.len().wrapping_mul(7) ^ first.wrapping_mul(31) ^ last.wrapping_mul(17)) % CACHE_SHARDS
 }
 
 impl Bpe {
@@ -63,14 +77,16 @@ impl Bpe {
             // Later duplicates win, as in OpenAI's dict(zip(merges, range)) and tokenizers.
             map.insert(key(a, b), (rank as u32, m));
         }
-        Bpe { merges: map, byte_ids, byte_eow_ids, cache: RwLock::new(HashMap::new()) }
+        let cache = std::array::from_fn(|_| RwLock::new(HashMap::new()));
+        Bpe { merges: map, byte_ids, byte_eow_ids, cache }
     }
 
     /// Appends the ids of one pre-tokenized word (raw UTF-8 text, not byte-level).
     pub(crate) fn encode_word(&self, word: &str, out: &mut Vec<u32>) {
         let cacheable = word.len() <= MAX_CACHED_WORD;
+        let cache = &self.cache[shard(word)];
         if cacheable {
-            if let Ok(cache) = self.cache.read() {
+            if let Ok(cache) = cache.read() {
                 if let Some(ids) = cache.get(word) {
                     out.extend_from_slice(ids);
                     return;
@@ -80,8 +96,8 @@ impl Bpe {
         let start = out.len();
         self.merge_word(word.as_bytes(), out);
         if cacheable {
-            if let Ok(mut cache) = self.cache.write() {
-                if cache.len() < CACHE_CAPACITY {
+            if let Ok(mut cache) = cache.write() {
+                if cache.len() < CACHE_CAPACITY / CACHE_SHARDS {
                     cache.insert(word.into(), out[start..].into());
                 }
             }
@@ -90,7 +106,7 @@ impl Bpe {
 
     /// The number of cached words (for tests).
     pub(crate) fn cache_len(&self) -> usize {
-        self.cache.read().map(|c| c.len()).unwrap_or(0)
+        self.cache.iter().map(|c| c.read().map(|c| c.len()).unwrap_or(0)).sum()
     }
 
     fn initial_symbols(&self, bytes: &[u8]) -> Vec<u32> {

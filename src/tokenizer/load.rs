@@ -240,7 +240,8 @@ impl CLIPTokenizer {
     /// Loads one file, by name: `vocab.json` (with `merges.txt` beside it),
     /// `merges.txt` (with `vocab.json` beside it), any other `*.json` as a
     /// `tokenizer.json`, `*.gz` as OpenAI's gzipped BPE file and any other
-    /// `*.txt` as OpenAI's uncompressed BPE file.
+    /// `*.txt` as OpenAI's uncompressed BPE file. For the JSON formats,
+    /// `tokenizer_config.json` / `special_tokens_map.json` beside the file are read too.
     ///
     /// # Errors
     /// `Io` if a file cannot be read, `Format` if it is malformed,

@@ -248,7 +248,7 @@ impl CLIPTokenizer {
             ids
         };
         let mut rows: Vec<Vec<u32>> = if texts.len() >= 32 {
-            texts.par_iter().map(one).collect()
+            texts.par_iter().with_min_len(16).map(one).collect()
         } else {
             texts.iter().map(one).collect()
         };
