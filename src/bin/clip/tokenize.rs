@@ -3,7 +3,7 @@
 
 use clip::tokenizer::{CLIPTokenizer, Convention, EncodeOptions, Padding};
 use clip::{Error, Result};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Padding strategies of `--padding`.
@@ -40,12 +40,8 @@ pub struct TokenizeArgs {
     /// OpenAI's bpe_simple_vocab_16e6.txt.gz.
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<PathBuf>,
-    /// A text to tokenize (repeatable; use --text=T for a text starting with '-').
-    #[arg(long = "text", value_name = "T")]
-    pub texts: Vec<String>,
-    /// A file with one text per line ('-' reads standard input).
-    #[arg(long, value_name = "FILE")]
-    pub text_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub text: crate::common::TextArgs,
     /// Row length for padding and truncation.
     #[arg(long, value_name = "N", default_value_t = clip::tokenizer::CONTEXT_LENGTH)]
     pub max_length: usize,
@@ -60,22 +56,6 @@ pub struct TokenizeArgs {
     pub convention: ConventionArg,
 }
 
-fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let io_err = |e| Error::io(path, e);
-    let mut lines = Vec::new();
-    if path == Path::new("-") {
-        for line in std::io::stdin().lock().lines() {
-            lines.push(line.map_err(io_err)?);
-        }
-    } else {
-        let text = std::fs::read(path).map_err(io_err)?;
-        let text = String::from_utf8(text)
-            .map_err(|e| Error::format(format!("{} is not UTF-8: {e}", path.display())))?;
-        lines.extend(text.lines().map(String::from));
-    }
-    Ok(lines)
-}
-
 /// Runs `clip tokenize`.
 pub fn run(args: &TokenizeArgs) -> Result<()> {
     let tokenizer = match (&args.model, &args.tokenizer) {
@@ -83,11 +63,8 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         (None, Some(path)) => CLIPTokenizer::from_file(path)?,
         (None, None) => CLIPTokenizer::builtin()?,
     };
-    let mut texts = args.texts.clone();
-    if let Some(file) = &args.text_file {
-        texts.extend(read_lines(file)?);
-    }
-    if texts.is_empty() && args.text_file.is_none() {
+    let texts = args.text.collect()?;
+    if !args.text.given() {
         return Err(Error::invalid("no text given: use --text T or --text-file FILE"));
     }
     let opts = EncodeOptions {
