@@ -48,7 +48,9 @@ fn write_images(dir: &Path) -> (PathBuf, PathBuf) {
     let jpg = dir.join("bench_1024x768.jpg");
     let png = dir.join("bench_1024x768.png");
     let mut buf = Vec::new();
-    JpegEncoder::new_with_quality(&mut buf, 90).write_image(&rgb, W, H, ExtendedColorType::Rgb8).unwrap();
+    JpegEncoder::new_with_quality(&mut buf, 90)
+        .write_image(&rgb, W, H, ExtendedColorType::Rgb8)
+        .unwrap();
     std::fs::write(&jpg, &buf).unwrap();
     buf.clear();
     PngEncoder::new(&mut buf).write_image(&rgb, W, H, ExtendedColorType::Rgb8).unwrap();
