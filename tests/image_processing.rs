@@ -376,6 +376,9 @@ fn malformed_preprocessor_config_is_a_format_error_naming_the_file() {
     let p = CLIPImageProcessor::from_dir(&empty).unwrap();
     assert_eq!(p.config, ImageProcessorConfig::default());
     assert_eq!(p.output_size(), Some((224, 224)));
+    let e = CLIPImageProcessor::from_dir(tmp.join("no-such-model")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+    assert!(e.to_string().contains("no-such-model"), "{e}");
     // NEAREST is reported when loading.
     let dir = tmp.join("nearest");
     std::fs::create_dir_all(&dir).unwrap();
