@@ -376,6 +376,9 @@ fn malformed_preprocessor_config_is_a_format_error_naming_the_file() {
     let p = CLIPImageProcessor::from_dir(&empty).unwrap();
     assert_eq!(p.config, ImageProcessorConfig::default());
     assert_eq!(p.output_size(), Some((224, 224)));
+    let e = CLIPImageProcessor::from_dir(tmp.join("no-such-model")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+    assert!(e.to_string().contains("no-such-model"), "{e}");
     // NEAREST is reported when loading.
     let dir = tmp.join("nearest");
     std::fs::create_dir_all(&dir).unwrap();
@@ -403,7 +406,9 @@ fn batch_is_parallel_and_stacks() {
     assert!(p.preprocess_batch(&[]).is_err());
 }
 
-/// Regression inputs found by fuzzing (fuzz/fuzz_targets/image_decode.rs).
+/// Inputs from the fuzz corpus (fuzz/fuzz_targets/image_decode.rs): odd
+/// headers of every container. No crash was found; a crashing input would be
+/// added here.
 #[test]
 fn fuzz_regressions_do_not_panic() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz_regressions");
@@ -414,4 +419,42 @@ fn fuzz_regressions_do_not_panic() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         let _ = p.preprocess_bytes(&bytes);
     }
+}
+
+/// `clip preprocess IMAGE --out FILE.npy` writes the reference `(1, 3, H, W)` array.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_preprocess_writes_the_reference_npy() {
+    let tmp = std::env::temp_dir().join(format!("clip-image-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = tmp.join("pv.npy");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_clip"))
+        .arg("preprocess")
+        .arg(fixtures().join("mode_rgba.png"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let npy = std::fs::read(&out).unwrap();
+    let hlen = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let header = std::str::from_utf8(&npy[10..10 + hlen]).unwrap();
+    assert!(header.contains("'shape': (1, 3, 224, 224)"), "{header}");
+    let got: Vec<u32> = npy[10 + hlen..]
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let (_, want) = read_pvq(&fixtures().join("expected/mode_rgba.default.pvq"));
+    assert!(got.iter().copied().eq(want.iter().map(|v| v.to_bits())));
+
+    let bad = tmp.join("bad.png");
+    std::fs::write(&bad, b"not a png").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_clip"))
+        .args(["preprocess", bad.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.starts_with("error: ") && stderr.contains("bad.png"), "{stderr}");
+    std::fs::remove_dir_all(&tmp).ok();
 }

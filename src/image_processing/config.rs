@@ -196,9 +196,16 @@ impl ImageProcessorConfig {
     }
 
     /// Reads `dir/preprocessor_config.json`, or returns the defaults when the
-    /// file does not exist.
+    /// file does not exist. A missing directory is an `Io` error.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        let path = dir.as_ref().join(PREPROCESSOR_CONFIG_FILE);
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::new(
+                crate::ErrorKind::Io,
+                format!("model directory {} does not exist", dir.display()),
+            ));
+        }
+        let path = dir.join(PREPROCESSOR_CONFIG_FILE);
         if path.exists() {
             Self::from_file(&path)
         } else {

@@ -235,12 +235,14 @@ fn horizontal<const C: usize>(
             let window = &in_row[xmin * C..(xmin + k.len()) * C];
             let mut ss = [1i32 << (PRECISION_BITS - 1); C];
             for (p, &kx) in window.chunks_exact(C).zip(k) {
-                for ch in 0..C {
-                    ss[ch] += p[ch] as i32 * kx;
+                // Fixed-size views let the compiler drop the bounds checks.
+                let p: &[u8; C] = p.try_into().expect("chunk of C bytes");
+                for (s, &v) in ss.iter_mut().zip(p) {
+                    *s += v as i32 * kx;
                 }
             }
-            for ch in 0..C {
-                px[ch] = clip8(ss[ch]);
+            for (o, &s) in px.iter_mut().zip(&ss) {
+                *o = clip8(s);
             }
         }
     }
