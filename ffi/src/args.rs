@@ -67,7 +67,11 @@ pub unsafe fn slice_arg<'a, T>(ptr: *const T, n: usize, what: &str) -> FfiResult
 ///
 /// # Safety
 /// `ptr` is NULL or points to `n` pointers, each NULL or to a NUL-terminated string.
-pub unsafe fn strs_arg<'a>(ptr: *const *const c_char, n: usize, what: &str) -> FfiResult<Vec<&'a str>> {
+pub unsafe fn strs_arg<'a>(
+    ptr: *const *const c_char,
+    n: usize,
+    what: &str,
+) -> FfiResult<Vec<&'a str>> {
     // SAFETY: forwarded contract.
     let ptrs = unsafe { slice_arg(ptr, n, what) }?;
     let mut out = Vec::new();
@@ -83,7 +87,11 @@ pub unsafe fn strs_arg<'a>(ptr: *const *const c_char, n: usize, what: &str) -> F
 ///
 /// # Safety
 /// As [`strs_arg`].
-pub unsafe fn paths_arg(ptr: *const *const c_char, n: usize, what: &str) -> FfiResult<Vec<PathBuf>> {
+pub unsafe fn paths_arg(
+    ptr: *const *const c_char,
+    n: usize,
+    what: &str,
+) -> FfiResult<Vec<PathBuf>> {
     // SAFETY: forwarded contract.
     let ptrs = unsafe { slice_arg(ptr, n, what) }?;
     let mut out = Vec::new();

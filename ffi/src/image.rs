@@ -41,7 +41,10 @@ pub fn scatter(
             }
             Ok(v) => {
                 row.fill(0.0);
-                let e = FfiError::new(ClipStatus::Internal, format!("{}: got {} features, not {d}", name(i), v.len()));
+                let e = FfiError::new(
+                    ClipStatus::Internal,
+                    format!("{}: got {} features, not {d}", name(i), v.len()),
+                );
                 first.get_or_insert(e);
                 failed += 1;
                 ClipStatus::Internal
@@ -113,7 +116,8 @@ pub unsafe extern "C" fn clip_encode_image_files(
         // SAFETY (all calls below): forwarded contract.
         let m = unsafe { model_arg(model) }?;
         let paths = unsafe { paths_arg(paths, n_images, "paths") }?;
-        let out = unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
+        let out =
+            unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
         let st = unsafe { statuses(item_status, n_images) }?;
         encode_files(m, &paths, out, st)
     })
@@ -165,7 +169,8 @@ pub unsafe extern "C" fn clip_encode_image_buffers(
         for (i, (&p, &n)) in ptrs.iter().zip(sizes).enumerate() {
             bufs.push(unsafe { slice_arg(p, n, &format!("data[{i}]")) }?);
         }
-        let out = unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
+        let out =
+            unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
         let st = unsafe { statuses(item_status, n_images) }?;
         let results = m.pipeline.encode_image_bytes(&bufs);
         scatter(m, results, out, st, |i| format!("image {i}"))
@@ -215,9 +220,13 @@ fn pixel_format(code: i32) -> FfiResult<PixelFormat> {
 /// # Safety
 /// `v.pixels` is NULL or addresses `stride * (height - 1) + width * bpp` bytes.
 unsafe fn view_to_rgb(m: &ClipModel, v: &ClipImageView, what: &str) -> FfiResult<RgbImage8> {
-    let format = pixel_format(v.pixel_format).map_err(|e| FfiError::invalid(format!("{what}: {}", e.message)))?;
+    let format = pixel_format(v.pixel_format)
+        .map_err(|e| FfiError::invalid(format!("{what}: {}", e.message)))?;
     if v.width == 0 || v.height == 0 {
-        return Err(FfiError::invalid(format!("{what}: size {}x{} has a zero dimension", v.width, v.height)));
+        return Err(FfiError::invalid(format!(
+            "{what}: size {}x{} has a zero dimension",
+            v.width, v.height
+        )));
     }
     let row = mul(v.width, format.bytes_per_pixel(), what)?;
     if v.stride < row {
@@ -229,12 +238,14 @@ unsafe fn view_to_rgb(m: &ClipModel, v: &ClipImageView, what: &str) -> FfiResult
     let len = mul(v.stride, v.height - 1, what)?
         .checked_add(row)
         .ok_or_else(|| FfiError::invalid(format!("{what}: the buffer size overflows")))?;
+    let limits = &m.pipeline.processor().image_processor.limits;
+    let (w, h) =
+        (u32::try_from(v.width).unwrap_or(u32::MAX), u32::try_from(v.height).unwrap_or(u32::MAX));
+    limits.check(w, h, 3).map_err(|e| FfiError::from(e.context(what)))?;
     // SAFETY: forwarded contract; the length is what the view describes.
     let bytes = unsafe { slice_arg(v.pixels, len, &format!("{what}.pixels")) }?;
-    let limits = &m.pipeline.processor().image_processor.limits;
-    let (w, h) = (u32::try_from(v.width).unwrap_or(u32::MAX), u32::try_from(v.height).unwrap_or(u32::MAX));
-    limits.check(w, h, 3).map_err(|e| FfiError::from(e.context(what)))?;
-    let decoded = from_raw(bytes, v.width, v.height, v.stride, format).map_err(|e| FfiError::from(e.context(what)))?;
+    let decoded = from_raw(bytes, v.width, v.height, v.stride, format)
+        .map_err(|e| FfiError::from(e.context(what)))?;
     Ok(decoded.to_rgb8(m.pipeline.processor().image_processor.alpha))
 }
 
@@ -255,7 +266,8 @@ pub unsafe extern "C" fn clip_encode_raw_images(
         // SAFETY (all calls below): forwarded contract.
         let m = unsafe { model_arg(model) }?;
         let views = unsafe { slice_arg(images, n_images, "images") }?;
-        let out = unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
+        let out =
+            unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
         let mut rgb = Vec::new();
         rgb.try_reserve_exact(n_images).map_err(|_| FfiError::oom("images"))?;
         for (i, v) in views.iter().enumerate() {

@@ -11,7 +11,8 @@ use clip::{CLIPModel, CLIPProcessor, Pipeline};
 use std::ffi::{c_char, c_void, CString};
 
 /// `clip_log_fn`: receives the library's diagnostics.
-pub type ClipLogFn = unsafe extern "C" fn(user_data: *mut c_void, level: i32, message: *const c_char);
+pub type ClipLogFn =
+    unsafe extern "C" fn(user_data: *mut c_void, level: i32, message: *const c_char);
 
 /// `CLIP_LOG_*` levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,10 +130,17 @@ unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<(ClipModelOpti
     let alpha = match opts.alpha_policy {
         0 => AlphaPolicy::CompositeOnWhite,
         1 => AlphaPolicy::Drop,
-        a => return Err(FfiError::invalid(format!("options->alpha_policy {a} is not a clip_alpha_policy"))),
+        a => {
+            return Err(FfiError::invalid(format!(
+                "options->alpha_policy {a} is not a clip_alpha_policy"
+            )))
+        }
     };
     if opts.num_threads > 4096 {
-        return Err(FfiError::invalid(format!("options->num_threads {} is too many", opts.num_threads)));
+        return Err(FfiError::invalid(format!(
+            "options->num_threads {} is too many",
+            opts.num_threads
+        )));
     }
     Ok((opts, alpha))
 }
@@ -233,9 +241,17 @@ pub unsafe extern "C" fn clip_model_load(
 ///
 /// # Safety
 /// `ptr` is NULL or points to `len` readable bytes.
-unsafe fn buf<'a>(ptr: *const c_char, len: usize, what: &str, required: bool) -> FfiResult<Option<&'a [u8]>> {
+unsafe fn buf<'a>(
+    ptr: *const c_char,
+    len: usize,
+    what: &str,
+    required: bool,
+) -> FfiResult<Option<&'a [u8]>> {
     if ptr.is_null() && len == 0 && !required {
         return Ok(None);
+    }
+    if ptr.is_null() {
+        return Err(FfiError::null(what));
     }
     // SAFETY: forwarded contract.
     let s = unsafe { slice_arg(ptr.cast::<u8>(), len, what) }?;
@@ -246,8 +262,9 @@ unsafe fn buf<'a>(ptr: *const c_char, len: usize, what: &str, required: bool) ->
 }
 
 fn utf8<'a>(b: &'a [u8], what: &str) -> FfiResult<&'a str> {
-    std::str::from_utf8(b)
-        .map_err(|e| FfiError::new(ClipStatus::InvalidUtf8, format!("{what} is not valid UTF-8: {e}")))
+    std::str::from_utf8(b).map_err(|e| {
+        FfiError::new(ClipStatus::InvalidUtf8, format!("{what} is not valid UTF-8: {e}"))
+    })
 }
 
 /// `clip_model_load_from_memory`
@@ -284,15 +301,26 @@ pub unsafe extern "C" fn clip_model_load_from_memory(
             // SAFETY: non-null and large enough.
             let b = unsafe { buffers.read() };
             // SAFETY (all `buf` calls): the pointers address their lengths per the contract.
-            let config = unsafe { buf(b.config_json, b.config_json_len, "buffers->config_json", true) }?
-                .unwrap_or_default();
+            let config =
+                unsafe { buf(b.config_json, b.config_json_len, "buffers->config_json", true) }?
+                    .unwrap_or_default();
             let weights =
-                unsafe { buf(b.weights.cast(), b.weights_len, "buffers->weights", true) }?.unwrap_or_default();
-            let tokenizer_json = unsafe { buf(b.tokenizer_json, b.tokenizer_json_len, "buffers->tokenizer_json", false) }?;
-            let vocab = unsafe { buf(b.vocab_json, b.vocab_json_len, "buffers->vocab_json", false) }?;
-            let merges = unsafe { buf(b.merges_txt, b.merges_txt_len, "buffers->merges_txt", false) }?;
+                unsafe { buf(b.weights.cast(), b.weights_len, "buffers->weights", true) }?
+                    .unwrap_or_default();
+            let tokenizer_json = unsafe {
+                buf(b.tokenizer_json, b.tokenizer_json_len, "buffers->tokenizer_json", false)
+            }?;
+            let vocab =
+                unsafe { buf(b.vocab_json, b.vocab_json_len, "buffers->vocab_json", false) }?;
+            let merges =
+                unsafe { buf(b.merges_txt, b.merges_txt_len, "buffers->merges_txt", false) }?;
             let pre = unsafe {
-                buf(b.preprocessor_config_json, b.preprocessor_config_json_len, "buffers->preprocessor_config_json", false)
+                buf(
+                    b.preprocessor_config_json,
+                    b.preprocessor_config_json_len,
+                    "buffers->preprocessor_config_json",
+                    false,
+                )
             }?;
 
             let config = match ModelConfig::from_json(utf8(config, "buffers->config_json")?)? {
@@ -304,27 +332,34 @@ pub unsafe extern "C" fn clip_model_load_from_memory(
                 }
             };
             let mut owned = Vec::new();
-            owned.try_reserve_exact(weights.len()).map_err(|_| FfiError::oom("the weights copy"))?;
+            owned
+                .try_reserve_exact(weights.len())
+                .map_err(|_| FfiError::oom("the weights copy"))?;
             owned.extend_from_slice(weights);
             let store = WeightStore::from_bytes("buffers->weights", owned)?;
             let model = CLIPModel::from_store(&config, &store)?;
-            let tokenizer = match (tokenizer_json, vocab, merges) {
-                (Some(t), None, None) => CLIPTokenizer::from_tokenizer_json(t)?,
-                (None, Some(v), Some(m)) => CLIPTokenizer::from_vocab_merges(v, m)?,
-                (None, None, None) => CLIPTokenizer::builtin()?,
-                _ => {
-                    return Err(FfiError::invalid(
+            let tokenizer =
+                match (tokenizer_json, vocab, merges) {
+                    (Some(t), None, None) => CLIPTokenizer::from_tokenizer_json(t)?,
+                    (None, Some(v), Some(m)) => CLIPTokenizer::from_vocab_merges(v, m)?,
+                    (None, None, None) => CLIPTokenizer::builtin()?,
+                    _ => return Err(FfiError::invalid(
                         "give either tokenizer_json, or vocab_json and merges_txt, or none of them",
-                    ))
-                }
-            };
+                    )),
+                };
             let image_config = match pre {
                 Some(p) => ImageProcessorConfig::from_json(p)?,
                 None => ImageProcessorConfig::default(),
             };
             let image_processor = CLIPImageProcessor::new(image_config);
             image_processor.validate()?;
-            finish(model, CLIPProcessor { tokenizer, image_processor }, &opts, alpha, "model buffers")
+            finish(
+                model,
+                CLIPProcessor { tokenizer, image_processor },
+                &opts,
+                alpha,
+                "model buffers",
+            )
         };
         match load() {
             Ok(m) => {
@@ -448,7 +483,10 @@ pub unsafe extern "C" fn clip_model_image_size(
 /// # Safety
 /// `model` NULL or live; `out` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn clip_model_logit_scale(model: *const ClipModel, out: *mut f32) -> ClipStatus {
+pub unsafe extern "C" fn clip_model_logit_scale(
+    model: *const ClipModel,
+    out: *mut f32,
+) -> ClipStatus {
     guard(|| {
         // SAFETY: forwarded contract.
         let m = unsafe { model_arg(model) }?;

@@ -195,7 +195,10 @@ pub fn guard_value<T>(f: impl FnOnce() -> FfiResult<T>) -> Result<T, ClipStatus>
             Err(e.status)
         }
         Err(payload) => {
-            set_last_error(&format!("internal panic (a bug in libclip): {}", panic_message(&*payload)));
+            set_last_error(&format!(
+                "internal panic (a bug in libclip): {}",
+                panic_message(&*payload)
+            ));
             Err(ClipStatus::Panic)
         }
     }
@@ -229,7 +232,8 @@ mod tests {
     #[test]
     fn every_error_kind_has_its_own_status() {
         use clip::ErrorKind as K;
-        let kinds = [K::InvalidArgument, K::Io, K::Format, K::Unsupported, K::LimitExceeded, K::Internal];
+        let kinds =
+            [K::InvalidArgument, K::Io, K::Format, K::Unsupported, K::LimitExceeded, K::Internal];
         let mut seen: Vec<ClipStatus> = kinds.iter().map(|&k| status_of(k)).collect();
         seen.dedup();
         assert_eq!(seen.len(), kinds.len());

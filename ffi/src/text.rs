@@ -39,11 +39,19 @@ pub unsafe extern "C" fn clip_tokenize(
         } else {
             Some(unsafe { out_arg(attention_mask, out_len, needed, "attention_mask") }?)
         };
-        let opts = EncodeOptions { max_length: ctx, padding: Padding::MaxLength, truncation: true, ..Default::default() };
+        let opts = EncodeOptions {
+            max_length: ctx,
+            padding: Padding::MaxLength,
+            truncation: true,
+            ..Default::default()
+        };
         let enc = m.pipeline.processor().tokenizer.encode_batch(&texts, &opts)?;
         for (i, row) in enc.input_ids.iter().enumerate() {
             if row.len() != ctx {
-                return Err(FfiError::new(ClipStatus::Internal, format!("tokenizer gave {} ids, not {ctx}", row.len())));
+                return Err(FfiError::new(
+                    ClipStatus::Internal,
+                    format!("tokenizer gave {} ids, not {ctx}", row.len()),
+                ));
             }
             ids[i * ctx..(i + 1) * ctx].copy_from_slice(row);
         }
@@ -142,7 +150,8 @@ pub unsafe extern "C" fn clip_encode_token_ids(
                 return Err(FfiError::invalid(format!("attention_mask[{i}] is neither 0 nor 1")));
             }
         }
-        let feats = m.pipeline.install(|| m.pipeline.model().get_text_features(&ids, mask.as_deref()))?;
+        let feats =
+            m.pipeline.install(|| m.pipeline.model().get_text_features(&ids, mask.as_deref()))?;
         out.copy_from_slice(feats.data());
         Ok(())
     })

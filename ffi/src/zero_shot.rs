@@ -60,7 +60,8 @@ pub unsafe extern "C" fn clip_similarity(
         let d = m.dim();
         let img = unsafe { features(image_features, n_images, d, "image_features") }?;
         let txt = unsafe { features(text_features, n_texts, d, "text_features") }?;
-        let out = unsafe { out_arg(out, out_len, mul(n_images, n_texts, "n_images x n_texts")?, "out") }?;
+        let out =
+            unsafe { out_arg(out, out_len, mul(n_images, n_texts, "n_images x n_texts")?, "out") }?;
         if out.is_empty() {
             return Ok(());
         }
@@ -90,7 +91,8 @@ pub unsafe extern "C" fn clip_label_embeddings(
         let m = unsafe { model_arg(model) }?;
         let labels = unsafe { strs_arg(labels, n_labels, "labels") }?;
         let templates = unsafe { templates_arg(templates, n_templates) }?;
-        let out = unsafe { out_arg(out, out_len, mul(n_labels, m.dim(), "n_labels x dim")?, "out") }?;
+        let out =
+            unsafe { out_arg(out, out_len, mul(n_labels, m.dim(), "n_labels x dim")?, "out") }?;
         let e = m.pipeline.label_embeddings(&labels, &templates)?;
         out.copy_from_slice(e.data());
         Ok(())
@@ -120,7 +122,14 @@ pub unsafe extern "C" fn clip_zero_shot(
         }
         let img = unsafe { features(image_features, n_images, d, "image_features") }?;
         let lab = unsafe { features(label_embeddings, n_labels, d, "label_embeddings") }?;
-        let out = unsafe { out_arg(out_probs, out_len, mul(n_images, n_labels, "n_images x n_labels")?, "out_probs") }?;
+        let out = unsafe {
+            out_arg(
+                out_probs,
+                out_len,
+                mul(n_images, n_labels, "n_images x n_labels")?,
+                "out_probs",
+            )
+        }?;
         if out.is_empty() {
             return Ok(());
         }
@@ -154,7 +163,14 @@ pub unsafe extern "C" fn clip_classify_image_files(
         let paths = unsafe { paths_arg(paths, n_images, "paths") }?;
         let labels = unsafe { strs_arg(labels, n_labels, "labels") }?;
         let templates = unsafe { templates_arg(templates, n_templates) }?;
-        let out = unsafe { out_arg(out_probs, out_len, mul(n_images, n_labels, "n_images x n_labels")?, "out_probs") }?;
+        let out = unsafe {
+            out_arg(
+                out_probs,
+                out_len,
+                mul(n_images, n_labels, "n_images x n_labels")?,
+                "out_probs",
+            )
+        }?;
         let st = if item_status.is_null() {
             None
         } else {
@@ -163,7 +179,9 @@ pub unsafe extern "C" fn clip_classify_image_files(
         let lab = m.pipeline.label_embeddings(&labels, &templates)?;
         let d = m.dim();
         let mut feats = Vec::new();
-        feats.try_reserve_exact(mul(n_images, d, "n_images x dim")?).map_err(|_| FfiError::oom("image features"))?;
+        feats
+            .try_reserve_exact(mul(n_images, d, "n_images x dim")?)
+            .map_err(|_| FfiError::oom("image features"))?;
         feats.resize(n_images * d, 0.0);
         let mut local = vec![ClipStatus::Ok; n_images];
         let result = encode_files(m, &paths, &mut feats, Some(&mut local));
