@@ -56,8 +56,9 @@ pub unsafe fn slice_arg<'a, T>(ptr: *const T, n: usize, what: &str) -> FfiResult
     if ptr.is_null() {
         return Err(FfiError::null(what));
     }
-    if n.checked_mul(std::mem::size_of::<T>()).map_or(true, |b| b > isize::MAX as usize) {
-        return Err(FfiError::invalid(format!("{what}: {n} elements is too many")));
+    match n.checked_mul(std::mem::size_of::<T>()) {
+        Some(bytes) if bytes <= isize::MAX as usize => {}
+        _ => return Err(FfiError::invalid(format!("{what}: {n} elements is too many"))),
     }
     // SAFETY: non-null, `n` elements per the caller's contract, size checked above.
     Ok(unsafe { std::slice::from_raw_parts(ptr, n) })
