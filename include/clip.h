@@ -216,7 +216,7 @@ CLIP_API clip_status clip_encode_text(const clip_model *model, const char *text,
 /*
  * Text embeddings from token ids: n_texts rows of row_len ids (e.g. from
  * clip_tokenize), with an optional attention mask of the same shape (NULL =
- * all ones). Each row must contain the model's end-of-text token. An id
+ * all ones), pooled at the end-of-text token as transformers does. An id
  * outside the model's vocabulary gives CLIP_ERR_INVALID_ARGUMENT.
  */
 CLIP_API clip_status clip_encode_token_ids(const clip_model *model, const uint32_t *input_ids,

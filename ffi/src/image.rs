@@ -113,11 +113,14 @@ pub unsafe extern "C" fn clip_encode_image_files(
     item_status: *mut ClipStatus,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let paths = unsafe { paths_arg(paths, n_images, "paths") }?;
         let out =
+            // SAFETY: the pointer arguments meet this function's documented contract.
             unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let st = unsafe { statuses(item_status, n_images) }?;
         encode_files(m, &paths, out, st)
     })
@@ -135,9 +138,11 @@ pub unsafe extern "C" fn clip_encode_image_file(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let path = unsafe { path_arg(path, "path") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe { out_arg(out, out_len, m.dim(), "out") }?;
         let r = m.pipeline.encode_image_files(&[&path], |_| {});
         scatter(m, r, out, None, |_| path.display().to_string())
@@ -160,17 +165,22 @@ pub unsafe extern "C" fn clip_encode_image_buffers(
     item_status: *mut ClipStatus,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let ptrs = unsafe { slice_arg(data, n_images, "data") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let sizes = unsafe { slice_arg(sizes, n_images, "sizes") }?;
         let mut bufs: Vec<&[u8]> = Vec::new();
         bufs.try_reserve_exact(n_images).map_err(|_| FfiError::oom("data"))?;
         for (i, (&p, &n)) in ptrs.iter().zip(sizes).enumerate() {
+            // SAFETY: the pointer arguments meet this function's documented contract.
             bufs.push(unsafe { slice_arg(p, n, &format!("data[{i}]")) }?);
         }
         let out =
+            // SAFETY: the pointer arguments meet this function's documented contract.
             unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let st = unsafe { statuses(item_status, n_images) }?;
         let results = m.pipeline.encode_image_bytes(&bufs);
         scatter(m, results, out, st, |i| format!("image {i}"))
@@ -190,12 +200,14 @@ pub unsafe extern "C" fn clip_encode_image_buffer(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
         if data.is_null() {
             return Err(FfiError::null("data"));
         }
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let bytes = unsafe { slice_arg(data, size, "data") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe { out_arg(out, out_len, m.dim(), "out") }?;
         let r = m.pipeline.encode_image_bytes(&[bytes]);
         scatter(m, r, out, None, |_| "image".to_string())
@@ -263,14 +275,17 @@ pub unsafe extern "C" fn clip_encode_raw_images(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let views = unsafe { slice_arg(images, n_images, "images") }?;
         let out =
+            // SAFETY: the pointer arguments meet this function's documented contract.
             unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
         let mut rgb = Vec::new();
         rgb.try_reserve_exact(n_images).map_err(|_| FfiError::oom("images"))?;
         for (i, v) in views.iter().enumerate() {
+            // SAFETY: the pointer arguments meet this function's documented contract.
             rgb.push(unsafe { view_to_rgb(m, v, &format!("images[{i}]")) }?);
         }
         let t = m.pipeline.encode_images(&rgb)?;
@@ -291,10 +306,13 @@ pub unsafe extern "C" fn clip_encode_raw_image(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let v = unsafe { image.as_ref() }.ok_or_else(|| FfiError::null("image"))?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe { out_arg(out, out_len, m.dim(), "out") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let rgb = unsafe { view_to_rgb(m, v, "image") }?;
         let t = m.pipeline.encode_images(&[rgb])?;
         out.copy_from_slice(t.data());

@@ -10,6 +10,7 @@
 //! thread-local message (`clip_last_error`).
 
 #![allow(clippy::missing_safety_doc)] // each function's safety contract is in include/clip.h
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod args;
 pub mod image;

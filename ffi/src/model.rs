@@ -302,18 +302,24 @@ pub unsafe extern "C" fn clip_model_load_from_memory(
             let b = unsafe { buffers.read() };
             // SAFETY (all `buf` calls): the pointers address their lengths per the contract.
             let config =
+                // SAFETY: the pointer arguments meet this function's documented contract.
                 unsafe { buf(b.config_json, b.config_json_len, "buffers->config_json", true) }?
                     .unwrap_or_default();
             let weights =
+                // SAFETY: the pointer arguments meet this function's documented contract.
                 unsafe { buf(b.weights.cast(), b.weights_len, "buffers->weights", true) }?
                     .unwrap_or_default();
+            // SAFETY: the pointer arguments meet this function's documented contract.
             let tokenizer_json = unsafe {
                 buf(b.tokenizer_json, b.tokenizer_json_len, "buffers->tokenizer_json", false)
             }?;
             let vocab =
+                // SAFETY: the pointer arguments meet this function's documented contract.
                 unsafe { buf(b.vocab_json, b.vocab_json_len, "buffers->vocab_json", false) }?;
             let merges =
+                // SAFETY: the pointer arguments meet this function's documented contract.
                 unsafe { buf(b.merges_txt, b.merges_txt_len, "buffers->merges_txt", false) }?;
+            // SAFETY: the pointer arguments meet this function's documented contract.
             let pre = unsafe {
                 buf(
                     b.preprocessor_config_json,

@@ -28,15 +28,18 @@ pub unsafe extern "C" fn clip_tokenize(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let texts = unsafe { strs_arg(texts, n_texts, "texts") }?;
         let ctx = m.pipeline.context_length();
         let needed = mul(n_texts, ctx, "n_texts x context length")?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let ids = unsafe { out_arg(input_ids, out_len, needed, "input_ids") }?;
         let mask = if attention_mask.is_null() {
             None
         } else {
+            // SAFETY: the pointer arguments meet this function's documented contract.
             Some(unsafe { out_arg(attention_mask, out_len, needed, "attention_mask") }?)
         };
         let opts = EncodeOptions {
@@ -77,9 +80,11 @@ pub unsafe extern "C" fn clip_encode_texts(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let texts = unsafe { strs_arg(texts, n_texts, "texts") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe { out_arg(out, out_len, mul(n_texts, m.dim(), "n_texts x dim")?, "out") }?;
         encode(m, &texts, out)
     })
@@ -97,9 +102,11 @@ pub unsafe extern "C" fn clip_encode_text(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let text = unsafe { str_arg(text, "text") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe { out_arg(out, out_len, m.dim(), "out") }?;
         encode(m, &[text], out)
     })
@@ -121,18 +128,21 @@ pub unsafe extern "C" fn clip_encode_token_ids(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
         let total = mul(n_texts, row_len, "n_texts x row_len")?;
         if n_texts > 0 && row_len == 0 {
             return Err(FfiError::invalid("row_len is 0"));
         }
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let ids = unsafe { slice_arg(input_ids, total, "input_ids") }?;
         let mask = if attention_mask.is_null() {
             None
         } else {
+            // SAFETY: the pointer arguments meet this function's documented contract.
             Some(unsafe { slice_arg(attention_mask, total, "attention_mask") }?)
         };
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe { out_arg(out, out_len, mul(n_texts, m.dim(), "n_texts x dim")?, "out") }?;
         if n_texts == 0 {
             return Ok(());

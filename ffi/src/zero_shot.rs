@@ -55,12 +55,15 @@ pub unsafe extern "C" fn clip_similarity(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
         let d = m.dim();
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let img = unsafe { features(image_features, n_images, d, "image_features") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let txt = unsafe { features(text_features, n_texts, d, "text_features") }?;
         let out =
+            // SAFETY: the pointer arguments meet this function's documented contract.
             unsafe { out_arg(out, out_len, mul(n_images, n_texts, "n_images x n_texts")?, "out") }?;
         if out.is_empty() {
             return Ok(());
@@ -87,11 +90,14 @@ pub unsafe extern "C" fn clip_label_embeddings(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let labels = unsafe { strs_arg(labels, n_labels, "labels") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let templates = unsafe { templates_arg(templates, n_templates) }?;
         let out =
+            // SAFETY: the pointer arguments meet this function's documented contract.
             unsafe { out_arg(out, out_len, mul(n_labels, m.dim(), "n_labels x dim")?, "out") }?;
         let e = m.pipeline.label_embeddings(&labels, &templates)?;
         out.copy_from_slice(e.data());
@@ -114,14 +120,17 @@ pub unsafe extern "C" fn clip_zero_shot(
     out_len: usize,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
         let d = m.dim();
         if n_labels == 0 {
             return Err(FfiError::invalid("n_labels is 0"));
         }
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let img = unsafe { features(image_features, n_images, d, "image_features") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let lab = unsafe { features(label_embeddings, n_labels, d, "label_embeddings") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe {
             out_arg(
                 out_probs,
@@ -158,11 +167,15 @@ pub unsafe extern "C" fn clip_classify_image_files(
     item_status: *mut ClipStatus,
 ) -> ClipStatus {
     guard(|| {
-        // SAFETY (all calls below): forwarded contract.
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let paths = unsafe { paths_arg(paths, n_images, "paths") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let labels = unsafe { strs_arg(labels, n_labels, "labels") }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let templates = unsafe { templates_arg(templates, n_templates) }?;
+        // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe {
             out_arg(
                 out_probs,
@@ -174,6 +187,7 @@ pub unsafe extern "C" fn clip_classify_image_files(
         let st = if item_status.is_null() {
             None
         } else {
+            // SAFETY: the pointer arguments meet this function's documented contract.
             Some(unsafe { out_arg(item_status, n_images, n_images, "item_status") }?)
         };
         let lab = m.pipeline.label_embeddings(&labels, &templates)?;
