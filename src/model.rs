@@ -142,6 +142,7 @@ impl CLIPModel {
 
     /// Builds the model from a config and opened weights.
     pub fn from_store(config: &CLIPConfig, store: &WeightStore) -> Result<Self> {
+        ModelConfig::Clip(config.clone()).validate()?;
         let loader = Loader::new(store)?;
         let text_model = TextTransformer::load(&loader, &config.text_config)?;
         let vision_model = VisionTransformer::load(&loader, &config.vision_config)?;
