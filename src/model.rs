@@ -286,6 +286,15 @@ impl CLIPModel {
                     t.shape()
                 )));
             }
+            // NaN weights (not checked at load) or NaN inputs would otherwise
+            // come out as NaN probabilities that sort arbitrarily.
+            if let Some(i) = t.data().iter().position(|v| !v.is_finite()) {
+                return Err(Error::invalid(format!(
+                    "features hold a non-finite value at row {}, column {} (non-finite weights or inputs?)",
+                    i / p,
+                    i % p
+                )));
+            }
         }
         let (mut i, mut t) = (image_features.clone(), text_features.clone());
         l2_normalize_rows(i.data_mut(), p);
