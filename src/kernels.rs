@@ -13,6 +13,7 @@ mod norm;
 pub use activation::apply_activation;
 pub use attention::{attention, AttentionMask};
 pub use matmul::{gemm_f32, linear, linear_strided, GemmOperand, Linear, Mat};
+pub(crate) use matmul::{widen_bf16, widen_f16};
 pub use norm::{layer_norm, LayerNorm};
 
 /// Softmax over each row of length `n` of `x`, in place: subtracts the row

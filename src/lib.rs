@@ -48,3 +48,8 @@ pub use vision_model::{
     CLIPVisionModel, CLIPVisionModelWithProjection, VisionModelOutput,
     VisionModelWithProjectionOutput,
 };
+
+/// The README's Rust example, compiled as a doctest so it cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -67,6 +67,14 @@ impl Pipeline {
         }
     }
 
+    /// Runs `f` where the pipeline's own calls run: on its thread pool (see
+    /// [`Pipeline::with_threads`]) if it has one, else on the caller's. For
+    /// calls to [`Pipeline::model`] that should honour the thread count, e.g.
+    /// `get_text_features` on token ids (the C ABI's `clip_encode_token_ids`).
+    pub fn install<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.run(f)
+    }
+
     /// The model.
     pub fn model(&self) -> &CLIPModel {
         &self.model
@@ -228,5 +236,18 @@ impl Pipeline {
         let n = label_embeddings.shape()[0];
         softmax_rows(logits.data_mut(), n);
         Ok(logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_runs_on_the_own_pool() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models/tiny-quickgelu");
+        let p = Pipeline::from_dir(dir).unwrap().with_threads(3).unwrap();
+        assert_eq!(p.install(rayon::current_num_threads), 3);
+        assert_eq!(p.num_threads(), 3);
     }
 }

@@ -166,18 +166,31 @@ pub fn linear_strided(
         }
         WeightView::F16(w) => {
             let dst = (out, out_rs, accumulate);
-            linear_widened(w, f16::to_f32, lhs, (m, n, k), dst, threads)
+            linear_widened(w, widen_f16, lhs, (m, n, k), dst, threads)
         }
         WeightView::BF16(w) => {
             let dst = (out, out_rs, accumulate);
-            linear_widened(w, bf16::to_f32, lhs, (m, n, k), dst, threads)
+            linear_widened(w, widen_bf16, lhs, (m, n, k), dst, threads)
         }
     }
 }
 
+/// Widens a slice with the vectorised conversions of the `half` crate
+/// (F16C on x86-64 when the CPU has it, checked at run time).
+pub(crate) fn widen_f16(src: &[f16], dst: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    src.convert_to_f32_slice(dst)
+}
+
+/// As [`widen_f16`] for bfloat16.
+pub(crate) fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    src.convert_to_f32_slice(dst)
+}
+
 fn linear_widened<T: Copy + Send + Sync>(
     w: &[T],
-    widen: fn(T) -> f32,
+    widen: fn(&[T], &mut [f32]),
     lhs: GemmOperand<'_>,
     (m, n, k): (usize, usize, usize),
     (out, out_rs, accumulate): (&mut [f32], usize, bool),
@@ -191,11 +204,7 @@ fn linear_widened<T: Copy + Send + Sync>(
         let rows = nb.min(n - n0);
         let block = &mut scratch[..rows * k];
         // Widen output features n0..n0+rows into an [rows, k] f32 block.
-        block.par_chunks_mut(k).enumerate().for_each(|(r, dst)| {
-            for (d, s) in dst.iter_mut().zip(&w[(n0 + r) * k..(n0 + r + 1) * k]) {
-                *d = widen(*s);
-            }
-        });
+        block.par_chunks_mut(k).enumerate().for_each(|(r, dst)| widen(&w[(n0 + r) * k..(n0 + r + 1) * k], dst));
         let rhs = GemmOperand { data: block, row_stride: 1, col_stride: k };
         gemm_f32(m, rows, k, &mut out[n0..], out_rs, accumulate, lhs, rhs, 1.0, threads);
         n0 += rows;

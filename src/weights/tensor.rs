@@ -193,16 +193,8 @@ impl WeightTensor {
         let n = out.len();
         match self.view() {
             WeightView::F32(v) => out.copy_from_slice(&v[i * n..(i + 1) * n]),
-            WeightView::F16(v) => {
-                for (o, x) in out.iter_mut().zip(&v[i * n..(i + 1) * n]) {
-                    *o = x.to_f32();
-                }
-            }
-            WeightView::BF16(v) => {
-                for (o, x) in out.iter_mut().zip(&v[i * n..(i + 1) * n]) {
-                    *o = x.to_f32();
-                }
-            }
+            WeightView::F16(v) => crate::kernels::widen_f16(&v[i * n..(i + 1) * n], out),
+            WeightView::BF16(v) => crate::kernels::widen_bf16(&v[i * n..(i + 1) * n], out),
         }
     }
 

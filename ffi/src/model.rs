@@ -1,0 +1,504 @@
+//! `clip_model`: the immutable, thread-shareable model handle; loading from
+//! a directory or from memory, options, logging, size queries and `_free`.
+
+use crate::args::{out_arg, path_arg, slice_arg, write_opt};
+use crate::status::{guard, guard_value, ClipStatus, FfiError, FfiResult};
+use clip::config::ModelConfig;
+use clip::image_processing::{AlphaPolicy, CLIPImageProcessor, ImageProcessorConfig};
+use clip::tokenizer::CLIPTokenizer;
+use clip::weights::WeightStore;
+use clip::{CLIPModel, CLIPProcessor, Pipeline};
+use std::ffi::{c_char, c_void, CString};
+
+/// `clip_log_fn`: receives the library's diagnostics.
+pub type ClipLogFn =
+    unsafe extern "C" fn(user_data: *mut c_void, level: i32, message: *const c_char);
+
+/// `CLIP_LOG_*` levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum LogLevel {
+    Debug = 0,
+    Info = 1,
+    Warn = 2,
+    Error = 3,
+}
+
+/// `clip_model_options` (C layout; see `include/clip.h`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ClipModelOptions {
+    pub struct_size: usize,
+    pub num_threads: u32,
+    pub alpha_policy: i32,
+    pub log_fn: Option<ClipLogFn>,
+    pub log_user_data: *mut c_void,
+}
+
+impl Default for ClipModelOptions {
+    fn default() -> Self {
+        ClipModelOptions {
+            struct_size: std::mem::size_of::<ClipModelOptions>(),
+            num_threads: 0,
+            alpha_policy: 0,
+            log_fn: None,
+            log_user_data: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// `clip_model_buffers` (C layout; see `include/clip.h`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ClipModelBuffers {
+    pub struct_size: usize,
+    pub config_json: *const c_char,
+    pub config_json_len: usize,
+    pub weights: *const u8,
+    pub weights_len: usize,
+    pub tokenizer_json: *const c_char,
+    pub tokenizer_json_len: usize,
+    pub vocab_json: *const c_char,
+    pub vocab_json_len: usize,
+    pub merges_txt: *const c_char,
+    pub merges_txt_len: usize,
+    pub preprocessor_config_json: *const c_char,
+    pub preprocessor_config_json_len: usize,
+}
+
+/// The caller's log callback.
+#[derive(Clone, Copy)]
+struct Logger {
+    f: Option<ClipLogFn>,
+    user_data: *mut c_void,
+}
+
+// SAFETY: the header requires the callback (and its user data) to be usable
+// from any thread that calls into the library with this model.
+unsafe impl Send for Logger {}
+// SAFETY: as above.
+unsafe impl Sync for Logger {}
+
+/// `clip_model`: a pipeline (model, processor, thread pool) and a logger.
+/// Immutable after loading, so any number of threads may share it.
+pub struct ClipModel {
+    pub pipeline: Pipeline,
+    log: Logger,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ClipModel>();
+};
+
+impl ClipModel {
+    /// Sends a message to the log callback, if any (on the calling thread).
+    pub fn log(&self, level: LogLevel, message: &str) {
+        if let Some(f) = self.log.f {
+            let c = CString::new(message.replace('\0', "?")).unwrap_or_default();
+            // SAFETY: a function pointer the caller registered with its user data;
+            // the message lives across the call.
+            unsafe { f(self.log.user_data, level as i32, c.as_ptr()) };
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.pipeline.embedding_dim()
+    }
+}
+
+/// Reads the options (NULL = defaults), checking `struct_size` and enums.
+///
+/// # Safety
+/// `ptr` is NULL or points to a `clip_model_options` of `struct_size` bytes.
+unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<(ClipModelOptions, AlphaPolicy)> {
+    let opts = if ptr.is_null() {
+        ClipModelOptions::default()
+    } else {
+        // SAFETY: non-null; `struct_size` is the first field of every version.
+        let size = unsafe { ptr.cast::<usize>().read_unaligned() };
+        if size < std::mem::size_of::<ClipModelOptions>() {
+            return Err(FfiError::invalid(format!(
+                "options->struct_size is {size}, expected sizeof(clip_model_options) = {}; \
+                 initialise the options with clip_model_options_init()",
+                std::mem::size_of::<ClipModelOptions>()
+            )));
+        }
+        // SAFETY: the struct is at least as large as this version's.
+        unsafe { ptr.read() }
+    };
+    let alpha = match opts.alpha_policy {
+        0 => AlphaPolicy::CompositeOnWhite,
+        1 => AlphaPolicy::Drop,
+        a => {
+            return Err(FfiError::invalid(format!(
+                "options->alpha_policy {a} is not a clip_alpha_policy"
+            )))
+        }
+    };
+    if opts.num_threads > 4096 {
+        return Err(FfiError::invalid(format!(
+            "options->num_threads {} is too many",
+            opts.num_threads
+        )));
+    }
+    Ok((opts, alpha))
+}
+
+fn finish(
+    model: CLIPModel,
+    mut processor: CLIPProcessor,
+    opts: &ClipModelOptions,
+    alpha: AlphaPolicy,
+    source: &str,
+) -> FfiResult<ClipModel> {
+    processor.image_processor.alpha = alpha;
+    let pipeline = Pipeline::new(model, processor).with_threads(opts.num_threads as usize)?;
+    let m = ClipModel { pipeline, log: Logger { f: opts.log_fn, user_data: opts.log_user_data } };
+    let size = m.pipeline.processor().image_processor.output_size();
+    m.log(
+        LogLevel::Info,
+        &format!(
+            "loaded {source}: embedding dim {}, image size {}, context length {}, {} threads",
+            m.dim(),
+            size.map_or_else(|| "variable".to_string(), |(h, w)| format!("{h}x{w}")),
+            m.pipeline.context_length(),
+            m.pipeline.num_threads()
+        ),
+    );
+    Ok(m)
+}
+
+/// Logs a load failure through the options' callback (there is no model yet).
+fn log_failure(opts: Option<&ClipModelOptions>, message: &str) {
+    if let Some(o) = opts {
+        let m = Logger { f: o.log_fn, user_data: o.log_user_data };
+        if let Some(f) = m.f {
+            let c = CString::new(message.replace('\0', "?")).unwrap_or_default();
+            // SAFETY: the caller's callback and user data; the message outlives the call.
+            unsafe { f(m.user_data, LogLevel::Error as i32, c.as_ptr()) };
+        }
+    }
+}
+
+/// `clip_model_options_init`
+///
+/// # Safety
+/// `options` is NULL or points to a writable `clip_model_options`.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_options_init(options: *mut ClipModelOptions) -> ClipStatus {
+    guard(|| {
+        if options.is_null() {
+            return Err(FfiError::null("options"));
+        }
+        // SAFETY: non-null and writable per the contract.
+        unsafe { options.write(ClipModelOptions::default()) };
+        Ok(())
+    })
+}
+
+/// `clip_model_load`
+///
+/// # Safety
+/// `model_dir` is NULL or a NUL-terminated string; `options` NULL or valid;
+/// `out_model` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_load(
+    model_dir: *const c_char,
+    options: *const ClipModelOptions,
+    out_model: *mut *mut ClipModel,
+) -> ClipStatus {
+    guard(|| {
+        if out_model.is_null() {
+            return Err(FfiError::null("out_model"));
+        }
+        // SAFETY: non-null and writable per the contract.
+        unsafe { out_model.write(std::ptr::null_mut()) };
+        // SAFETY: per the contract.
+        let (opts, alpha) = unsafe { read_options(options) }?;
+        let load = || -> FfiResult<ClipModel> {
+            // SAFETY: per the contract.
+            let dir = unsafe { path_arg(model_dir, "model_dir") }?;
+            let model = CLIPModel::from_pretrained(&dir)?;
+            let processor = CLIPProcessor::from_dir(&dir)?;
+            finish(model, processor, &opts, alpha, &format!("model directory {}", dir.display()))
+        };
+        match load() {
+            Ok(m) => {
+                // SAFETY: checked non-null above.
+                unsafe { out_model.write(Box::into_raw(Box::new(m))) };
+                Ok(())
+            }
+            Err(e) => {
+                log_failure(Some(&opts), &e.message);
+                Err(e)
+            }
+        }
+    })
+}
+
+/// A UTF-8 text buffer of a `clip_model_buffers` (optional unless `required`).
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` readable bytes.
+unsafe fn buf<'a>(
+    ptr: *const c_char,
+    len: usize,
+    what: &str,
+    required: bool,
+) -> FfiResult<Option<&'a [u8]>> {
+    if ptr.is_null() && len == 0 && !required {
+        return Ok(None);
+    }
+    if ptr.is_null() {
+        return Err(FfiError::null(what));
+    }
+    // SAFETY: forwarded contract.
+    let s = unsafe { slice_arg(ptr.cast::<u8>(), len, what) }?;
+    if s.is_empty() {
+        return Err(FfiError::invalid(format!("{what} is empty")));
+    }
+    Ok(Some(s))
+}
+
+fn utf8<'a>(b: &'a [u8], what: &str) -> FfiResult<&'a str> {
+    std::str::from_utf8(b).map_err(|e| {
+        FfiError::new(ClipStatus::InvalidUtf8, format!("{what} is not valid UTF-8: {e}"))
+    })
+}
+
+/// `clip_model_load_from_memory`
+///
+/// # Safety
+/// `buffers` is NULL or a valid `clip_model_buffers` whose pointers address
+/// their stated lengths; `options` and `out_model` as in `clip_model_load`.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_load_from_memory(
+    buffers: *const ClipModelBuffers,
+    options: *const ClipModelOptions,
+    out_model: *mut *mut ClipModel,
+) -> ClipStatus {
+    guard(|| {
+        if out_model.is_null() {
+            return Err(FfiError::null("out_model"));
+        }
+        // SAFETY: non-null and writable per the contract.
+        unsafe { out_model.write(std::ptr::null_mut()) };
+        // SAFETY: per the contract.
+        let (opts, alpha) = unsafe { read_options(options) }?;
+        let load = || -> FfiResult<ClipModel> {
+            if buffers.is_null() {
+                return Err(FfiError::null("buffers"));
+            }
+            // SAFETY: non-null; `struct_size` is the first field.
+            let size = unsafe { buffers.cast::<usize>().read_unaligned() };
+            if size < std::mem::size_of::<ClipModelBuffers>() {
+                return Err(FfiError::invalid(format!(
+                    "buffers->struct_size is {size}, expected sizeof(clip_model_buffers) = {}",
+                    std::mem::size_of::<ClipModelBuffers>()
+                )));
+            }
+            // SAFETY: non-null and large enough.
+            let b = unsafe { buffers.read() };
+            // SAFETY (all `buf` calls): the pointers address their lengths per the contract.
+            let config =
+                // SAFETY: the pointer arguments meet this function's documented contract.
+                unsafe { buf(b.config_json, b.config_json_len, "buffers->config_json", true) }?
+                    .unwrap_or_default();
+            let weights =
+                // SAFETY: the pointer arguments meet this function's documented contract.
+                unsafe { buf(b.weights.cast(), b.weights_len, "buffers->weights", true) }?
+                    .unwrap_or_default();
+            // SAFETY: the pointer arguments meet this function's documented contract.
+            let tokenizer_json = unsafe {
+                buf(b.tokenizer_json, b.tokenizer_json_len, "buffers->tokenizer_json", false)
+            }?;
+            let vocab =
+                // SAFETY: the pointer arguments meet this function's documented contract.
+                unsafe { buf(b.vocab_json, b.vocab_json_len, "buffers->vocab_json", false) }?;
+            let merges =
+                // SAFETY: the pointer arguments meet this function's documented contract.
+                unsafe { buf(b.merges_txt, b.merges_txt_len, "buffers->merges_txt", false) }?;
+            // SAFETY: the pointer arguments meet this function's documented contract.
+            let pre = unsafe {
+                buf(
+                    b.preprocessor_config_json,
+                    b.preprocessor_config_json_len,
+                    "buffers->preprocessor_config_json",
+                    false,
+                )
+            }?;
+
+            let config = match ModelConfig::from_json(utf8(config, "buffers->config_json")?)? {
+                ModelConfig::Clip(c) => c,
+                _ => {
+                    return Err(FfiError::invalid(
+                        "buffers->config_json describes a single tower, not a CLIPModel",
+                    ))
+                }
+            };
+            let mut owned = Vec::new();
+            owned
+                .try_reserve_exact(weights.len())
+                .map_err(|_| FfiError::oom("the weights copy"))?;
+            owned.extend_from_slice(weights);
+            let store = WeightStore::from_bytes("buffers->weights", owned)?;
+            let model = CLIPModel::from_store(&config, &store)?;
+            let tokenizer =
+                match (tokenizer_json, vocab, merges) {
+                    (Some(t), None, None) => CLIPTokenizer::from_tokenizer_json(t)?,
+                    (None, Some(v), Some(m)) => CLIPTokenizer::from_vocab_merges(v, m)?,
+                    (None, None, None) => CLIPTokenizer::builtin()?,
+                    _ => return Err(FfiError::invalid(
+                        "give either tokenizer_json, or vocab_json and merges_txt, or none of them",
+                    )),
+                };
+            let image_config = match pre {
+                Some(p) => ImageProcessorConfig::from_json(p)?,
+                None => ImageProcessorConfig::default(),
+            };
+            let image_processor = CLIPImageProcessor::new(image_config);
+            image_processor.validate()?;
+            finish(
+                model,
+                CLIPProcessor { tokenizer, image_processor },
+                &opts,
+                alpha,
+                "model buffers",
+            )
+        };
+        match load() {
+            Ok(m) => {
+                // SAFETY: checked non-null above.
+                unsafe { out_model.write(Box::into_raw(Box::new(m))) };
+                Ok(())
+            }
+            Err(e) => {
+                log_failure(Some(&opts), &e.message);
+                Err(e)
+            }
+        }
+    })
+}
+
+/// `clip_model_free`
+///
+/// # Safety
+/// `model` is NULL or a handle from `clip_model_load*` not yet freed, and no
+/// other thread is using it.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_free(model: *mut ClipModel) {
+    let _ = guard(|| {
+        if !model.is_null() {
+            // SAFETY: a live handle from Box::into_raw, freed once per the contract.
+            drop(unsafe { Box::from_raw(model) });
+        }
+        Ok(())
+    });
+}
+
+/// A model argument, checked for NULL.
+///
+/// # Safety
+/// `model` is NULL or a live handle.
+pub unsafe fn model_arg<'a>(model: *const ClipModel) -> FfiResult<&'a ClipModel> {
+    // SAFETY: NULL or a live handle per the contract.
+    unsafe { model.as_ref() }.ok_or_else(|| FfiError::null("model"))
+}
+
+/// A `size_t` query: the value, or 0 (with the last error set) for a NULL model.
+///
+/// # Safety
+/// `model` is NULL or a live handle.
+unsafe fn query(model: *const ClipModel, f: impl FnOnce(&ClipModel) -> usize) -> usize {
+    guard_value(|| {
+        // SAFETY: forwarded contract.
+        let m = unsafe { model_arg(model) }?;
+        Ok(f(m))
+    })
+    .unwrap_or(0)
+}
+
+/// `clip_model_embedding_dim`
+///
+/// # Safety
+/// `model` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_embedding_dim(model: *const ClipModel) -> usize {
+    // SAFETY: forwarded contract.
+    unsafe { query(model, |m| m.dim()) }
+}
+
+/// `clip_model_context_length`
+///
+/// # Safety
+/// `model` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_context_length(model: *const ClipModel) -> usize {
+    // SAFETY: forwarded contract.
+    unsafe { query(model, |m| m.pipeline.context_length()) }
+}
+
+/// `clip_model_num_threads`
+///
+/// # Safety
+/// `model` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_num_threads(model: *const ClipModel) -> usize {
+    // SAFETY: forwarded contract.
+    unsafe { query(model, |m| m.pipeline.num_threads()) }
+}
+
+/// `clip_model_image_size`
+///
+/// # Safety
+/// `model` NULL or live; `height`, `width` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_image_size(
+    model: *const ClipModel,
+    height: *mut usize,
+    width: *mut usize,
+) -> ClipStatus {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let m = unsafe { model_arg(model) }?;
+        if height.is_null() {
+            return Err(FfiError::null("height"));
+        }
+        if width.is_null() {
+            return Err(FfiError::null("width"));
+        }
+        let vision = &m.pipeline.model().config().vision_config;
+        let (h, w) = m
+            .pipeline
+            .processor()
+            .image_processor
+            .output_size()
+            .unwrap_or((vision.image_size, vision.image_size));
+        // SAFETY: both checked non-null, writable per the contract.
+        unsafe {
+            write_opt(height, h);
+            write_opt(width, w);
+        }
+        Ok(())
+    })
+}
+
+/// `clip_model_logit_scale`
+///
+/// # Safety
+/// `model` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_logit_scale(
+    model: *const ClipModel,
+    out: *mut f32,
+) -> ClipStatus {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let m = unsafe { model_arg(model) }?;
+        // SAFETY: forwarded contract.
+        let o = unsafe { out_arg(out, 1, 1, "out") }?;
+        o[0] = m.pipeline.model().logit_scale();
+        Ok(())
+    })
+}

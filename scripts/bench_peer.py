@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Peers for `cargo bench --bench model`: transformers/PyTorch and ONNX Runtime
+on a CLIPModel with openai/clip-vit-base-patch32's shapes (random weights:
+speed does not depend on the values), the same inputs and thread count.
+
+Prints one JSON object per measurement, like the Rust bench with --json:
+  {"runtime": "pytorch", "task": "image", "dtype": "f32", "batch": 16,
+   "tokens": null, "per_second": ..., "median_ms": ..., "min_ms": ..., "max_ms": ...}
+
+Usage: python3 scripts/bench_peer.py --threads 2 [--runtimes pytorch,onnxruntime]
+Run it in the same session as the Rust bench: scripts/bench_compare.py does both.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+
+def timeit(fn, runs):
+    fn()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return statistics.median(ts), ts[0], ts[-1]
+
+
+def emit(runtime, task, batch, tokens, med, lo, hi):
+    print(json.dumps({"runtime": runtime, "task": task, "dtype": "f32", "batch": batch, "tokens": tokens,
+                      "per_second": batch / med, "median_ms": med * 1e3, "min_ms": lo * 1e3,
+                      "max_ms": hi * 1e3}), flush=True)
+
+
+def text_ids(batch, length):
+    import torch
+    ids = torch.tensor([[49406] + [320 + ((b * 31 + i * 7) % 4000) for i in range(1, length - 1)] + [49407]
+                        for b in range(batch)])
+    return ids
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--runtimes", default="pytorch,onnxruntime")
+    args = ap.parse_args()
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = CLIPConfig(text_config=dict(eos_token_id=2, bos_token_id=0, pad_token_id=1), vision_config={},
+                     projection_dim=512)
+    model = CLIPModel(cfg).eval()
+    runtimes = args.runtimes.split(",")
+    cases_img = [(1, 20), (16, 5)]
+    cases_txt = [(1, 7, 30), (64, 12, 5), (64, 77, 5)]
+    if "pytorch" in runtimes:
+        with torch.inference_mode():
+            for batch, runs in cases_img:
+                px = torch.randn(batch, 3, 224, 224)
+                emit("pytorch", "image", batch, None, *timeit(lambda: model.get_image_features(pixel_values=px), runs))
+            for batch, length, runs in cases_txt:
+                ids = text_ids(batch, length)
+                emit("pytorch", "text", batch, length, *timeit(lambda: model.get_text_features(input_ids=ids), runs))
+    if "onnxruntime" in runtimes:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            print("onnxruntime not installed; skipping", file=sys.stderr)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            class Img(torch.nn.Module):
+                def __init__(self, m):
+                    super().__init__()
+                    self.m = m
+
+                def forward(self, px):
+                    out = self.m.get_image_features(pixel_values=px)
+                    return out if torch.is_tensor(out) else out.pooler_output
+
+            class Txt(torch.nn.Module):
+                def __init__(self, m):
+                    super().__init__()
+                    self.m = m
+
+                def forward(self, ids):
+                    out = self.m.get_text_features(input_ids=ids)
+                    return out if torch.is_tensor(out) else out.pooler_output
+
+            img_path, txt_path = os.path.join(d, "img.onnx"), os.path.join(d, "txt.onnx")
+            torch.onnx.export(Img(model), (torch.randn(1, 3, 224, 224),), img_path, input_names=["px"],
+                              dynamic_axes={"px": {0: "b"}}, opset_version=17, dynamo=False)
+            torch.onnx.export(Txt(model), (text_ids(2, 7),), txt_path, input_names=["ids"],
+                              dynamic_axes={"ids": {0: "b", 1: "l"}}, opset_version=17, dynamo=False)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = args.threads
+            so.inter_op_num_threads = 1
+            img = ort.InferenceSession(img_path, so, providers=["CPUExecutionProvider"])
+            txt = ort.InferenceSession(txt_path, so, providers=["CPUExecutionProvider"])
+            for batch, runs in cases_img:
+                px = torch.randn(batch, 3, 224, 224).numpy()
+                emit("onnxruntime", "image", batch, None, *timeit(lambda: img.run(None, {"px": px}), runs))
+            for batch, length, runs in cases_txt:
+                ids = text_ids(batch, length).numpy()
+                emit("onnxruntime", "text", batch, length, *timeit(lambda: txt.run(None, {"ids": ids}), runs))
+
+
+if __name__ == "__main__":
+    main()
