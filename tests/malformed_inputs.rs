@@ -418,6 +418,9 @@ fn nan_and_inf_inputs_are_refused() {
 
 // ---------------------------------------------------------------- configs
 
+/// An edit of the tiny fixture's `config.json`.
+type Tweak = Box<dyn Fn(&mut serde_json::Value)>;
+
 fn config_with(tweak: impl Fn(&mut serde_json::Value)) -> String {
     let mut v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tiny_dir().join("config.json")).unwrap()).unwrap();
@@ -458,7 +461,7 @@ fn configs_with_missing_and_extra_fields() {
 
 #[test]
 fn configs_with_wrong_types() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Tweak)> = vec![
         ("projection_dim string", Box::new(|v| v["projection_dim"] = "24".into())),
         ("text_config string", Box::new(|v| v["text_config"] = "small".into())),
         ("vision_config number", Box::new(|v| v["vision_config"] = 5.into())),
@@ -483,7 +486,7 @@ fn configs_with_wrong_types() {
 #[test]
 fn configs_with_absurd_values_fail_fast_without_allocating() {
     let big = serde_json::Value::from(1u64 << 40);
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Tweak)> = vec![
         ("zero heads", Box::new(|v| v["text_config"]["num_attention_heads"] = 0.into())),
         ("heads not dividing", Box::new(|v| v["vision_config"]["num_attention_heads"] = 5.into())),
         (
@@ -896,8 +899,10 @@ fn ten_thousand_images_in_one_call() {
 #[test]
 fn image_limits_are_configurable() {
     let bytes = png(300, 200);
-    let mut p = CLIPImageProcessor::default();
-    p.limits = ImageLimits { max_width: 299, ..ImageLimits::default() };
+    let mut p = CLIPImageProcessor {
+        limits: ImageLimits { max_width: 299, ..ImageLimits::default() },
+        ..Default::default()
+    };
     assert_eq!(p.preprocess_bytes(&bytes).unwrap_err().kind(), ErrorKind::LimitExceeded);
     p.limits = ImageLimits { max_alloc_bytes: 300 * 200 * 3 - 1, ..ImageLimits::default() };
     assert_eq!(p.preprocess_bytes(&bytes).unwrap_err().kind(), ErrorKind::LimitExceeded);
