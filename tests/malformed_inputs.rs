@@ -909,3 +909,40 @@ fn image_limits_are_configurable() {
     p.limits = ImageLimits::unlimited();
     assert_eq!(p.preprocess_bytes(&bytes).unwrap().shape(), &[3, 224, 224]);
 }
+
+#[test]
+fn fuzz_seeds_replay_without_panicking() {
+    // The `weights` fuzz target's seeds (fuzz/make_seeds.py): micro models in
+    // every dtype and naming load; the broken ones are Format errors.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/weights");
+    let config = match ModelConfig::from_json(
+        &std::fs::read_to_string(dir.join("../configs/config_micro.bin")).unwrap()[1..],
+    )
+    .unwrap()
+    {
+        ModelConfig::Clip(c) => c,
+        _ => unreachable!(),
+    };
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    assert!(entries.len() >= 10);
+    for path in entries {
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let loaded = WeightStore::from_bytes(&name, std::fs::read(&path).unwrap())
+            .and_then(|s| CLIPModel::from_store(&config, &s));
+        match loaded {
+            Ok(m) => {
+                assert!(name.starts_with("micro_"), "{name} loaded");
+                let t = m.get_text_features(&[vec![1, 3, 2]], None).unwrap();
+                assert!(t.data().iter().all(|v| v.is_finite()), "{name}");
+            }
+            Err(e) => {
+                assert!(!name.starts_with("micro_"), "{name}: {e}");
+                assert!(matches!(e.kind(), ErrorKind::Format | ErrorKind::Unsupported), "{e}");
+            }
+        }
+    }
+    // Any crash input found later goes in tests/fixtures/fuzz_regressions/
+    // (replayed by image_processing.rs) or here.
+}
