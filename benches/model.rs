@@ -51,7 +51,10 @@ fn peak_gflops(threads: usize) -> (f64, String) {
     } else {
         (16.0, "128-bit SIMD, 2 FMA units")
     };
-    (threads as f64 * mhz * 1e-3 * per_cycle, format!("{threads} threads x {mhz:.0} MHz x {per_cycle} FLOP/cycle ({isa})"))
+    (
+        threads as f64 * mhz * 1e-3 * per_cycle,
+        format!("{threads} threads x {mhz:.0} MHz x {per_cycle} FLOP/cycle ({isa})"),
+    )
 }
 
 fn main() {
@@ -64,7 +67,12 @@ fn main() {
         println!("clip model benchmark: B/32 shapes, {threads} threads; nominal peak {peak:.0} GFLOP/s = {peak_desc}");
     }
     let config = b32_config();
-    let report = |task: &str, dtype: &str, batch: usize, tokens: Option<usize>, flops: f64, (med, lo, hi): (f64, f64, f64)| {
+    let report = |task: &str,
+                  dtype: &str,
+                  batch: usize,
+                  tokens: Option<usize>,
+                  flops: f64,
+                  (med, lo, hi): (f64, f64, f64)| {
         let gflops = flops * batch as f64 / med / 1e9;
         if json {
             println!(
@@ -97,8 +105,11 @@ fn main() {
         let model = CLIPModel::from_store(&config, &store).unwrap();
         for (batch, runs) in [(1usize, 20), (16, 5)] {
             let n = batch * 3 * 224 * 224;
-            let px = Tensor::new(vec![batch, 3, 224, 224], (0..n).map(|i| ((i % 255) as f32) / 255.0 - 0.5).collect())
-                .unwrap();
+            let px = Tensor::new(
+                vec![batch, 3, 224, 224],
+                (0..n).map(|i| ((i % 255) as f32) / 255.0 - 0.5).collect(),
+            )
+            .unwrap();
             let t = time_it(runs, || {
                 model.get_image_features(&px).unwrap();
             });
@@ -107,7 +118,8 @@ fn main() {
         for (batch, len, runs) in [(1usize, 7usize, 30), (64, 12, 5), (64, 77, 5)] {
             let ids: Vec<Vec<u32>> = (0..batch)
                 .map(|b| {
-                    let mut r: Vec<u32> = (0..len).map(|i| 320 + ((b * 31 + i * 7) % 4000) as u32).collect();
+                    let mut r: Vec<u32> =
+                        (0..len).map(|i| 320 + ((b * 31 + i * 7) % 4000) as u32).collect();
                     r[0] = 49406;
                     r[len - 1] = 49407;
                     r

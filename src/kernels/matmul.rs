@@ -204,7 +204,10 @@ fn linear_widened<T: Copy + Send + Sync>(
         let rows = nb.min(n - n0);
         let block = &mut scratch[..rows * k];
         // Widen output features n0..n0+rows into an [rows, k] f32 block.
-        block.par_chunks_mut(k).enumerate().for_each(|(r, dst)| widen(&w[(n0 + r) * k..(n0 + r + 1) * k], dst));
+        block
+            .par_chunks_mut(k)
+            .enumerate()
+            .for_each(|(r, dst)| widen(&w[(n0 + r) * k..(n0 + r + 1) * k], dst));
         let rhs = GemmOperand { data: block, row_stride: 1, col_stride: k };
         gemm_f32(m, rows, k, &mut out[n0..], out_rs, accumulate, lhs, rhs, 1.0, threads);
         n0 += rows;
