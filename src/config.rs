@@ -282,6 +282,16 @@ impl ModelConfig {
                 if c.projection_dim == 0 {
                     return Err(Error::format("projection_dim must be positive"));
                 }
+                check_elements(
+                    "config",
+                    "text projection",
+                    &[c.projection_dim, c.text_config.hidden_size],
+                )?;
+                check_elements(
+                    "config",
+                    "visual projection",
+                    &[c.projection_dim, c.vision_config.hidden_size],
+                )?;
                 Ok(())
             }
             ModelConfig::Text(t) => t.validate(),
@@ -320,6 +330,24 @@ fn validate_tower(
     Ok(())
 }
 
+/// The most elements any one weight tensor may have (2^40, 4 TiB of F32:
+/// far above any real checkpoint). Checking every tensor shape a config
+/// implies against it, with overflow-checked arithmetic, means no later
+/// size computation can overflow, and absurd configs fail before anything
+/// is allocated or compared.
+const MAX_TENSOR_ELEMENTS: usize = 1 << 40;
+
+/// Checks that `dims` multiply to at most [`MAX_TENSOR_ELEMENTS`].
+fn check_elements(what: &str, tensor: &str, dims: &[usize]) -> Result<()> {
+    let n = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match n {
+        Some(n) if n <= MAX_TENSOR_ELEMENTS => Ok(()),
+        _ => Err(Error::format(format!(
+            "{what}: the sizes imply a {tensor} of shape {dims:?}, more than {MAX_TENSOR_ELEMENTS} elements"
+        ))),
+    }
+}
+
 impl CLIPTextConfig {
     /// The parsed activation.
     pub fn activation(&self) -> Result<Activation> {
@@ -342,6 +370,12 @@ impl CLIPTextConfig {
                 "text_config: vocab_size and max_position_embeddings must be positive",
             ));
         }
+        let (w, t) = (self.hidden_size, "text_config");
+        check_elements(t, "token embedding", &[self.vocab_size, w])?;
+        check_elements(t, "position embedding", &[self.max_position_embeddings, w])?;
+        check_elements(t, "MLP weight", &[self.intermediate_size, w])?;
+        check_elements(t, "fused attention projection", &[3, w, w])?;
+        check_elements(t, "projection", &[self.projection_dim, w])?;
         Ok(())
     }
 }
@@ -357,9 +391,10 @@ impl CLIPVisionConfig {
         self.image_size / self.patch_size.max(1)
     }
 
-    /// Number of positions: patches plus the class token.
+    /// Number of positions: patches plus the class token (saturating, for
+    /// configs that [`CLIPVisionConfig::validate`] would refuse).
     pub fn num_positions(&self) -> usize {
-        self.grid_size() * self.grid_size() + 1
+        self.grid_size().saturating_mul(self.grid_size()).saturating_add(1)
     }
 
     /// Checks the values for consistency.
@@ -382,6 +417,17 @@ impl CLIPVisionConfig {
         if self.num_channels == 0 {
             return Err(Error::format("vision_config: num_channels must be positive"));
         }
+        let (w, v) = (self.hidden_size, "vision_config");
+        let g = self.grid_size();
+        check_elements(
+            v,
+            "patch embedding",
+            &[w, self.num_channels, self.patch_size, self.patch_size],
+        )?;
+        check_elements(v, "position embedding", &[g, g, w])?;
+        check_elements(v, "MLP weight", &[self.intermediate_size, w])?;
+        check_elements(v, "fused attention projection", &[3, w, w])?;
+        check_elements(v, "projection", &[self.projection_dim, w])?;
         Ok(())
     }
 }

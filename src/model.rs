@@ -142,6 +142,7 @@ impl CLIPModel {
 
     /// Builds the model from a config and opened weights.
     pub fn from_store(config: &CLIPConfig, store: &WeightStore) -> Result<Self> {
+        ModelConfig::Clip(config.clone()).validate()?;
         let loader = Loader::new(store)?;
         let text_model = TextTransformer::load(&loader, &config.text_config)?;
         let vision_model = VisionTransformer::load(&loader, &config.vision_config)?;
@@ -283,6 +284,15 @@ impl CLIPModel {
                 return Err(Error::invalid(format!(
                     "features must be [n, {p}], got shape {:?}",
                     t.shape()
+                )));
+            }
+            // NaN weights (not checked at load) or NaN inputs would otherwise
+            // come out as NaN probabilities that sort arbitrarily.
+            if let Some(i) = t.data().iter().position(|v| !v.is_finite()) {
+                return Err(Error::invalid(format!(
+                    "features hold a non-finite value at row {}, column {} (non-finite weights or inputs?)",
+                    i / p,
+                    i % p
                 )));
             }
         }

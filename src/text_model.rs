@@ -41,6 +41,9 @@ pub(crate) struct TextTransformer {
 
 impl TextTransformer {
     pub fn load(loader: &Loader<'_>, config: &CLIPTextConfig) -> Result<Self> {
+        // Configs built in code skip `from_json`'s validation: sizes must be
+        // sane before any shape arithmetic.
+        config.validate()?;
         let d = config.hidden_size;
         let token_embedding = loader
             .tensor("text_model.embeddings.token_embedding.weight", &[config.vocab_size, d])?;

@@ -41,6 +41,9 @@ pub(crate) struct VisionTransformer {
 
 impl VisionTransformer {
     pub fn load(loader: &Loader<'_>, config: &CLIPVisionConfig) -> Result<Self> {
+        // Configs built in code skip `from_json`'s validation: sizes must be
+        // sane before any shape arithmetic.
+        config.validate()?;
         let (d, c, p) = (config.hidden_size, config.num_channels, config.patch_size);
         let weight =
             loader.tensor("vision_model.embeddings.patch_embedding.weight", &[d, c, p, p])?;

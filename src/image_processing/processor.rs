@@ -45,14 +45,42 @@ impl CLIPImageProcessor {
         Ok(p)
     }
 
-    /// Checks that the configuration can be run (every filter but NEAREST).
+    /// Checks that the configuration can be run: every filter but NEAREST,
+    /// and a rescale factor, mean and std that map every pixel value to a
+    /// finite number (a zero `image_std` would make every input NaN/Inf).
     pub fn validate(&self) -> Result<()> {
         if self.config.do_resize && self.config.resample == super::resize::Filter::Nearest {
             return Err(Error::unsupported(
                 "resample 0 (NEAREST) is not implemented; use 3 (BICUBIC)",
             ));
         }
-        Ok(())
+        self.lookup_tables().map(|_| ())
+    }
+
+    /// The value of every u8 sample after rescaling and normalisation, per
+    /// channel; an error if any is not finite.
+    fn lookup_tables(&self) -> Result<[[f32; 256]; 3]> {
+        let c = &self.config;
+        let mut lut = [[0f32; 256]; 3];
+        for (ch, table) in lut.iter_mut().enumerate() {
+            let mean = c.image_mean[ch] as f32;
+            let std = c.image_std[ch] as f32;
+            for (v, out) in table.iter_mut().enumerate() {
+                let mut x =
+                    if c.do_rescale { (v as f64 * c.rescale_factor) as f32 } else { v as f32 };
+                if c.do_normalize {
+                    x = (x - mean) / std;
+                }
+                if !x.is_finite() {
+                    return Err(Error::format(format!(
+                        "rescale_factor {}, image_mean {:?} and image_std {:?} turn the sample value {v} into {x} (channel {ch})",
+                        c.rescale_factor, c.image_mean, c.image_std
+                    )));
+                }
+                *out = x;
+            }
+        }
+        Ok(lut)
     }
 
     /// The `(height, width)` of every output, or `None` when it depends on the
@@ -91,31 +119,25 @@ impl CLIPImageProcessor {
         if c.do_center_crop {
             let (ch, cw) = (c.crop_size.height, c.crop_size.width);
             if (ch, cw) != (h, w) {
+                self.limits
+                    .check(
+                        u32::try_from(cw).unwrap_or(u32::MAX),
+                        u32::try_from(ch).unwrap_or(u32::MAX),
+                        3,
+                    )
+                    .map_err(|e| e.context(format!("center-cropping a {w}x{h} image")))?;
                 cropped = center_crop(pixels, w, h, cw, ch);
                 pixels = &cropped;
                 (w, h) = (cw, ch);
             }
         }
-        Ok(self.to_tensor(pixels, w, h))
+        self.to_tensor(pixels, w, h)
     }
 
     /// Rescale, normalise and transpose HWC u8 to CHW f32.
-    fn to_tensor(&self, pixels: &[u8], w: usize, h: usize) -> Tensor {
-        let c = &self.config;
+    fn to_tensor(&self, pixels: &[u8], w: usize, h: usize) -> Result<Tensor> {
         // One lookup table per channel: every op depends only on the u8 value.
-        let mut lut = [[0f32; 256]; 3];
-        for (ch, table) in lut.iter_mut().enumerate() {
-            let mean = c.image_mean[ch] as f32;
-            let std = c.image_std[ch] as f32;
-            for (v, out) in table.iter_mut().enumerate() {
-                let mut x =
-                    if c.do_rescale { (v as f64 * c.rescale_factor) as f32 } else { v as f32 };
-                if c.do_normalize {
-                    x = (x - mean) / std;
-                }
-                *out = x;
-            }
-        }
+        let lut = self.lookup_tables()?;
         let plane = w * h;
         let mut data = vec![0f32; 3 * plane];
         let (r, rest) = data.split_at_mut(plane);
@@ -125,7 +147,7 @@ impl CLIPImageProcessor {
             g[i] = lut[1][px[1] as usize];
             b[i] = lut[2][px[2] as usize];
         }
-        Tensor::from_parts(vec![3, h, w], data)
+        Ok(Tensor::from_parts(vec![3, h, w], data))
     }
 
     /// Preprocesses a batch in parallel into `[B, 3, H, W]`. All outputs must

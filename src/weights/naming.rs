@@ -216,7 +216,7 @@ impl<'a> Loader<'a> {
             Transform::None => shape.to_vec(),
             Transform::Chunk(_) => {
                 let mut s = shape.to_vec();
-                s[0] *= 3;
+                s[0] = s[0].saturating_mul(3);
                 s
             }
             Transform::Transposed => shape.iter().rev().copied().collect(),

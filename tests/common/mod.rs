@@ -78,3 +78,55 @@ pub fn assert_close(reference: &Reference, name: &str, got: &Tensor, tol: f32) -
     assert!(err <= tol, "{name}: max abs difference {err} exceeds {tol}");
     err
 }
+
+/// A tokenizer whose ids fit the tiny fixtures' 1000-token vocabulary: the
+/// `small` test vocabulary cut to its first 998 tokens (bytes, bytes + `</w>`
+/// and the merges that build the rest), with `<|startoftext|>` = 998 and
+/// `<|endoftext|>` = 999 as the tiny configs expect.
+pub fn tiny_tokenizer() -> clip::tokenizer::CLIPTokenizer {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/small");
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("vocab.json")).unwrap()).unwrap();
+    let mut kept: serde_json::Map<String, serde_json::Value> =
+        vocab.into_iter().filter(|(_, id)| id.as_u64().unwrap() < 998).collect();
+    kept.insert("<|startoftext|>".into(), 998.into());
+    kept.insert("<|endoftext|>".into(), 999.into());
+    let merges = std::fs::read_to_string(dir.join("merges.txt")).unwrap();
+    let merges: String = merges
+        .lines()
+        .filter(|l| {
+            l.starts_with('#')
+                || l.split_once(' ').is_some_and(|(a, b)| kept.contains_key(&format!("{a}{b}")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let vocab = serde_json::to_vec(&serde_json::Value::Object(kept)).unwrap();
+    clip::tokenizer::CLIPTokenizer::from_vocab_merges(&vocab, merges.as_bytes()).unwrap()
+}
+
+/// A pipeline over the `tiny-quickgelu` fixture with [`tiny_tokenizer`] and a
+/// 32-pixel image processor (the fixture's `image_size`).
+pub fn tiny_pipeline() -> clip::Pipeline {
+    use clip::image_processing::{
+        CLIPImageProcessor, CropSize, ImageProcessorConfig, ResizeTarget,
+    };
+    let model = clip::CLIPModel::from_pretrained(model_dir("tiny-quickgelu")).unwrap();
+    let config = ImageProcessorConfig {
+        size: ResizeTarget::ShortestEdge { shortest_edge: 32, longest_edge: None },
+        crop_size: CropSize { height: 32, width: 32 },
+        ..Default::default()
+    };
+    let processor = clip::CLIPProcessor {
+        tokenizer: tiny_tokenizer(),
+        image_processor: CLIPImageProcessor::new(config),
+    };
+    clip::Pipeline::new(model, processor)
+}
+
+/// A deterministic RGB test image with some structure.
+pub fn test_image(width: usize, height: usize, seed: usize) -> clip::image_processing::RgbImage8 {
+    let data = (0..width * height * 3)
+        .map(|i| ((i * 31 + seed * 97 + (i / (width * 3)) * 7) % 251) as u8)
+        .collect();
+    clip::image_processing::RgbImage8::new(width, height, data).unwrap()
+}
