@@ -456,12 +456,12 @@ def heldout_example(i, seed=HELDOUT_SEED):
 
 # ----------------------------------------------------------------------------- model
 
-def make_config(vision_width=128, vision_layers=4):
+def make_config(vision_width=128, vision_layers=4, patch_size=8):
     from transformers import CLIPConfig
     text = dict(vocab_size=49408, hidden_size=64, intermediate_size=256, num_hidden_layers=4,
                 num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
                 bos_token_id=0, pad_token_id=1, eos_token_id=2, projection_dim=64)
-    vision = dict(image_size=SIZE, patch_size=8, num_channels=3, hidden_size=vision_width,
+    vision = dict(image_size=SIZE, patch_size=patch_size, num_channels=3, hidden_size=vision_width,
                   intermediate_size=4 * vision_width, num_hidden_layers=vision_layers, num_attention_heads=4, hidden_act="quick_gelu", projection_dim=64)
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=64,
                       logit_scale_init_value=math.log(1 / 0.07))
@@ -524,6 +524,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2, help="processes generating the training set")
     ap.add_argument("--vision-width", type=int, default=128)
     ap.add_argument("--vision-layers", type=int, default=4)
+    ap.add_argument("--patch-size", type=int, default=8)
     ap.add_argument("--stop-at", type=float, default=0.0,
                     help="stop early once validation shape and colour accuracy both reach this (0: never)")
     ap.add_argument("--time-budget", type=float, default=0,
@@ -556,7 +557,7 @@ def main():
     gen_seconds = time.time() - t_gen
     print(f"generated {len(train_attrs)} training images in {gen_seconds:.0f}s", flush=True)
 
-    model = CLIPModel(make_config(args.vision_width, args.vision_layers))
+    model = CLIPModel(make_config(args.vision_width, args.vision_layers, args.patch_size))
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params}", flush=True)
