@@ -45,15 +45,15 @@ fn jsonl(text: &str) -> Vec<Value> {
 }
 
 const COLOURS: [&str; 7] = ["red", "orange", "yellow", "green", "blue", "purple", "pink"];
+const SHAPES: [&str; 6] = ["circle", "square", "triangle", "star", "diamond", "cross"];
 
-/// The colour named in a sample image's file name.
-fn colour_of(path: &str) -> &'static str {
+/// The "colour shape" label a sample image's file name gives.
+fn label_of(path: &str) -> String {
     let stem = Path::new(path).file_stem().unwrap().to_str().unwrap();
-    COLOURS
-        .iter()
-        .copied()
-        .find(|c| stem.split('-').any(|w| w == *c))
-        .expect("a colour in the name")
+    let word = |set: &[&'static str]| {
+        *set.iter().find(|c| stem.split('-').any(|w| w == **c)).expect("named in the file")
+    };
+    format!("{} {}", word(&COLOURS), word(&SHAPES))
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn tag_sample_images() {
         let scores: Vec<f64> = labels.iter().map(|l| l["score"].as_f64().unwrap()).collect();
         assert!(scores.windows(2).all(|w| w[0] >= w[1]), "sorted by score");
         assert!(scores.iter().sum::<f64>() <= 1.0 + 1e-6);
-        assert_eq!(labels[0]["label"], colour_of(path), "{path}");
+        assert_eq!(labels[0]["label"], label_of(path).as_str(), "{path}");
     }
     // The table (default) names each image once; csv has a header and one row per kept label.
     let table = ok(&["tag", "--labels", "red,blue", "examples/images/red-circle.png"]);
@@ -113,7 +113,7 @@ fn tag_sample_images() {
         "a {} shape",
         "--format",
         "jsonl",
-        "examples/images/two-blue-squares.png",
+        "examples/images/blue-square.png",
     ]));
     assert_eq!(t[0]["labels"][0]["label"], "blue");
 }
@@ -180,7 +180,7 @@ fn similarity_matrix() {
         "--format",
         "jsonl",
         "examples/images/red-circle.png",
-        "examples/images/two-blue-squares.png",
+        "examples/images/blue-square.png",
     ]);
     let rows = jsonl(&out);
     let s = |i: usize, j: usize| rows[i]["scores"][j].as_f64().unwrap();
