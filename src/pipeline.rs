@@ -15,10 +15,11 @@ use crate::tensor::Tensor;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The prompt templates [`Pipeline::label_embeddings`] uses by default: a
-/// small ensemble in the style of the CLIP paper's.
+/// The prompt templates `clip tag` and the C ABI use by default: a small
+/// ensemble in the style of the CLIP paper's (also the demo model's training
+/// templates).
 pub const DEFAULT_TEMPLATES: &[&str] =
-    &["a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a photo of the {}."];
+    &["a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a drawing of a {}."];
 
 /// A model and its processor, with chunked batch entry points.
 pub struct Pipeline {

@@ -428,8 +428,11 @@ fn cli_preprocess_writes_the_reference_npy() {
     let tmp = std::env::temp_dir().join(format!("clip-image-cli-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let out = tmp.join("pv.npy");
+    // A model directory without preprocessor_config.json: transformers' defaults (224 px).
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_clip"))
         .arg("preprocess")
+        .arg("--model")
+        .arg(&tmp)
         .arg(fixtures().join("mode_rgba.png"))
         .arg("--out")
         .arg(&out)

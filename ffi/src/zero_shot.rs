@@ -9,7 +9,7 @@ use std::ffi::{c_char, CStr};
 
 /// `DEFAULT_TEMPLATES` as C strings (checked equal by a test).
 pub const DEFAULT_TEMPLATES_C: [&CStr; 4] =
-    [c"a photo of a {}.", c"a picture of a {}.", c"an image of a {}.", c"a photo of the {}."];
+    [c"a photo of a {}.", c"a picture of a {}.", c"an image of a {}.", c"a drawing of a {}."];
 
 /// A `[n, dim]` feature matrix argument, copied into a tensor.
 ///

@@ -81,7 +81,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     );
     let dtypes: Vec<String> = w.dtypes.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
-        "weights:        {} tensors ({}); {:.1} MiB used in place from the file mapping, {:.2} MiB copied",
+        "weights:        {} tensors ({}); {:.1} MiB used in place (mapped, not copied), {:.2} MiB copied",
         w.tensors,
         dtypes.join(", "),
         mb(w.in_place_bytes),

@@ -19,8 +19,8 @@ pub enum AlphaArg {
 /// Arguments of `clip preprocess`.
 #[derive(clap::Args, Debug)]
 pub struct PreprocessArgs {
-    /// Model directory with `preprocessor_config.json` (default: CLIP's
-    /// 224-pixel settings with OpenAI's mean and std).
+    /// Model directory with `preprocessor_config.json` (default: the built-in
+    /// demo model's settings).
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// The image (JPEG, PNG, WebP, GIF, BMP or TIFF).
@@ -38,7 +38,7 @@ pub struct PreprocessArgs {
 pub fn run(args: &PreprocessArgs) -> clip::Result<()> {
     let mut processor = match &args.model {
         Some(dir) => CLIPImageProcessor::from_dir(dir)?,
-        None => CLIPImageProcessor::default(),
+        None => clip::default_model::processor()?.image_processor,
     };
     processor.alpha = match args.alpha {
         AlphaArg::White => AlphaPolicy::CompositeOnWhite,

@@ -1,0 +1,283 @@
+//! The `clip` binary, end to end, on the built-in demo model and the sample
+//! images in `examples/`: every subcommand's output shape, the tags, search
+//! results, and the error cases with their exit codes.
+
+use clip::Tensor;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn clip_cmd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clip"))
+        .args(args)
+        .current_dir(root())
+        .env("CLIP_CACHE_DIR", scratch("cache"))
+        .output()
+        .expect("cannot run clip")
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("clip-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = clip_cmd(args);
+    assert!(o.status.success(), "clip {args:?} failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+fn jsonl(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
+}
+
+const COLOURS: [&str; 7] = ["red", "orange", "yellow", "green", "blue", "purple", "pink"];
+const SHAPES: [&str; 6] = ["circle", "square", "triangle", "star", "diamond", "cross"];
+
+/// The "colour shape" label a sample image's file name gives.
+fn label_of(path: &str) -> String {
+    let stem = Path::new(path).file_stem().unwrap().to_str().unwrap();
+    let word = |set: &[&'static str]| {
+        *set.iter().find(|c| stem.split('-').any(|w| w == **c)).expect("named in the file")
+    };
+    format!("{} {}", word(&COLOURS), word(&SHAPES))
+}
+
+#[test]
+fn tag_sample_images() {
+    let out = ok(&[
+        "tag",
+        "--labels-file",
+        "examples/labels.txt",
+        "examples/images/",
+        "--format",
+        "jsonl",
+    ]);
+    let rows = jsonl(&out);
+    assert_eq!(rows.len(), 8);
+    for row in &rows {
+        let path = row["path"].as_str().unwrap();
+        let labels = row["labels"].as_array().unwrap();
+        assert_eq!(labels.len(), 5, "--top-k defaults to 5");
+        let scores: Vec<f64> = labels.iter().map(|l| l["score"].as_f64().unwrap()).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "sorted by score");
+        assert!(scores.iter().sum::<f64>() <= 1.0 + 1e-6);
+        assert_eq!(labels[0]["label"], label_of(path).as_str(), "{path}");
+    }
+    // The table (default) names each image once; csv has a header and one row per kept label.
+    let table = ok(&["tag", "--labels", "red,blue", "examples/images/red-circle.png"]);
+    assert!(table.starts_with("examples/images/red-circle.png: red "), "{table}");
+    let csv = ok(&[
+        "tag",
+        "--labels",
+        "red,blue,green",
+        "--top-k",
+        "2",
+        "--format",
+        "csv",
+        "examples/images/red-circle.png",
+    ]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "path,label,score");
+    assert_eq!(lines.len(), 3);
+    let one = jsonl(&ok(&[
+        "tag",
+        "--labels",
+        "red,blue,green",
+        "--threshold",
+        "0.5",
+        "--format",
+        "jsonl",
+        "examples/images/red-circle.png",
+    ]));
+    assert_eq!(one[0]["labels"].as_array().unwrap().len(), 1);
+    // A custom template is used (and cached separately).
+    let t = jsonl(&ok(&[
+        "tag",
+        "--labels",
+        "red,blue",
+        "--template",
+        "a {} shape",
+        "--format",
+        "jsonl",
+        "examples/images/blue-square.png",
+    ]));
+    assert_eq!(t[0]["labels"][0]["label"], "blue");
+}
+
+#[test]
+fn embed_texts_jsonl_and_npy_agree_with_the_library() {
+    let out =
+        ok(&["embed", "--text", "a photo of a red circle", "--text=-dash", "--format", "jsonl"]);
+    let rows = jsonl(&out);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["input"], "-dash");
+    let pipeline = clip::default_model::pipeline().unwrap();
+    let expected = pipeline.encode_texts(&["a photo of a red circle", "-dash"]).unwrap();
+    for (row, want) in rows.iter().zip(expected.rows()) {
+        let got: Vec<f32> = row["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(got, want, "JSON floats round-trip exactly");
+    }
+    let npy = scratch("embed").join("t.npy");
+    ok(&[
+        "embed",
+        "--text",
+        "a photo of a red circle",
+        "--text=-dash",
+        "--format",
+        "npy",
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
+    let t = Tensor::from_npy_bytes(&std::fs::read(&npy).unwrap()).unwrap();
+    assert_eq!(t, expected);
+}
+
+#[test]
+fn embed_images_normalized() {
+    let rows = jsonl(&ok(&[
+        "embed",
+        "--normalize",
+        "examples/images/red-circle.png",
+        "examples/images/orange-cross.png",
+    ]));
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let v: Vec<f64> =
+            r["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(v.len(), 64);
+        let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+    }
+}
+
+#[test]
+fn similarity_matrix() {
+    let out = ok(&[
+        "similarity",
+        "--text",
+        "a photo of a red shape",
+        "--text",
+        "a photo of a blue shape",
+        "--format",
+        "jsonl",
+        "examples/images/red-circle.png",
+        "examples/images/blue-square.png",
+    ]);
+    let rows = jsonl(&out);
+    let s = |i: usize, j: usize| rows[i]["scores"][j].as_f64().unwrap();
+    assert!(s(0, 0) > s(0, 1) && s(1, 1) > s(1, 0), "{out}");
+    let cos = jsonl(&ok(&[
+        "similarity",
+        "--cosine",
+        "--text",
+        "red",
+        "--format",
+        "jsonl",
+        "examples/images/red-circle.png",
+    ]));
+    let c = cos[0]["scores"][0].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&c));
+}
+
+#[test]
+fn index_then_search() {
+    let dir = scratch("index");
+    let index = dir.join("idx");
+    let _ = std::fs::remove_dir_all(&index);
+    let o = clip_cmd(&["index", "--out", index.to_str().unwrap(), "examples/images/"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("indexed 8 image(s)"), "{}", stderr(&o));
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(index.join("index.json")).unwrap()).unwrap();
+    assert_eq!(meta["entries"].as_array().unwrap().len(), 8);
+    let emb =
+        Tensor::from_npy_bytes(&std::fs::read(index.join("embeddings.npy")).unwrap()).unwrap();
+    assert_eq!(emb.shape(), &[8, 64]);
+    // Re-running embeds nothing new.
+    let again = clip_cmd(&["index", "--out", index.to_str().unwrap(), "examples/images/"]);
+    assert!(stderr(&again).contains("(0 new or changed"), "{}", stderr(&again));
+    for (query, expected) in [
+        ("a photo of a red circle.", "red-circle.png"),
+        ("a photo of a orange cross.", "orange-cross.png"),
+    ] {
+        let hits = jsonl(&ok(&[
+            "search",
+            "--index",
+            index.to_str().unwrap(),
+            query,
+            "--format",
+            "jsonl",
+            "--top-k",
+            "3",
+        ]));
+        assert_eq!(hits.len(), 3);
+        assert!(hits[0]["path"].as_str().unwrap().ends_with(expected), "{query}: {hits:?}");
+        assert!(hits[0]["score"].as_f64().unwrap() >= hits[1]["score"].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn info_and_preprocess() {
+    let info: Value = serde_json::from_str(&ok(&["info", "--json"])).unwrap();
+    assert_eq!(info["projection_dim"], 64);
+    assert_eq!(info["vision"]["image_size"], 64);
+    assert_eq!(info["weights"]["dtypes"]["F16"], 142);
+    let npy = scratch("pre").join("px.npy");
+    ok(&["preprocess", "examples/images/red-circle.png", "--out", npy.to_str().unwrap()]);
+    let t = Tensor::from_npy_bytes(&std::fs::read(&npy).unwrap()).unwrap();
+    assert_eq!(t.shape(), &[1, 3, 64, 64]);
+}
+
+#[test]
+fn errors_have_meaningful_exit_codes_and_no_panics() {
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["tag", "--labels", "red", "no/such/file.png"], 1, "no/such/file.png"),
+        (
+            &["tag", "--labels", "red", "--model", "no/such/model", "examples/images/"],
+            1,
+            "no/such/model",
+        ),
+        (&["tag", "--bogus-flag"], 2, ""),
+        (&["tag", "--labels", "red", "--template", "no placeholder", "examples/images/"], 2, "{}"),
+        (&["embed", "--text", "x", "examples/images/red-circle.png"], 2, ""),
+        (&["search", "--index", "no/such/index", "q"], 1, "index.json"),
+    ];
+    for (args, code, needle) in cases {
+        let o = clip_cmd(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(*code), "clip {args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+        assert!(err.contains(needle), "clip {args:?}: {err}");
+    }
+    // A folder with one unreadable image: reported, skipped, the rest tagged.
+    let dir = scratch("bad");
+    std::fs::copy(root().join("examples/images/red-circle.png"), dir.join("good.png")).unwrap();
+    std::fs::write(dir.join("broken.png"), b"not a png at all").unwrap();
+    let o = clip_cmd(&["tag", "--labels", "red,blue", "--format", "jsonl", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("broken.png"), "{}", stderr(&o));
+    assert_eq!(jsonl(&stdout(&o)).len(), 1);
+    // --help explains, exit 0.
+    let h = clip_cmd(&["tag", "--help"]);
+    assert_eq!(h.status.code(), Some(0));
+    assert!(stdout(&h).contains("--labels-file"));
+}
