@@ -37,8 +37,10 @@ fuzz_target!(|data: &[u8]| {
     match mode % 4 {
         0 => exercise(builtin(), &String::from_utf8_lossy(rest)),
         1 => {
-            let ids: Vec<u32> =
-                rest.chunks(2).map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0))).collect();
+            let ids: Vec<u32> = rest
+                .chunks(2)
+                .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
+                .collect();
             let _ = builtin().decode(&ids, false);
             let _ = builtin().decode(&ids, true);
         }
@@ -50,7 +52,8 @@ fuzz_target!(|data: &[u8]| {
         _ => {
             let split = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
             let (vocab, merges) = rest.split_at(split);
-            if let Ok(tok) = CLIPTokenizer::from_vocab_merges(vocab, merges.get(1..).unwrap_or(&[])) {
+            if let Ok(tok) = CLIPTokenizer::from_vocab_merges(vocab, merges.get(1..).unwrap_or(&[]))
+            {
                 exercise(&tok, "Hello <|endoftext|> wörld 123 😀");
             }
             let _ = CLIPTokenizer::from_openai_gz(rest);
