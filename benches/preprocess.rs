@@ -92,7 +92,7 @@ fn main() {
         let t_pre = median_secs(runs, || {
             std::hint::black_box(processor.preprocess(&rgb).unwrap());
         });
-        let batch: Vec<&PathBuf> = std::iter::repeat(path).take(32).collect();
+        let batch: Vec<&PathBuf> = std::iter::repeat_n(path, 32).collect();
         let t_batch = median_secs(7, || {
             for r in processor.load_and_preprocess(&batch) {
                 std::hint::black_box(r.unwrap());

@@ -315,7 +315,7 @@ fn validate_tower(
             "hidden_size ({hidden}) and intermediate_size ({inter}) must be positive"
         ));
     }
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return bad(format!(
             "num_attention_heads ({heads}) must be positive and divide hidden_size ({hidden})"
         ));

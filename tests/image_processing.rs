@@ -141,7 +141,7 @@ fn raw_buffers_with_stride_equal_decoded_files() {
             for p in row.chunks_exact(4) {
                 out.extend(f(p));
             }
-            out.extend(std::iter::repeat(0xAB).take(pad));
+            out.extend(std::iter::repeat_n(0xAB, pad));
         }
         assert_eq!(out.len(), h * (w * bpp + pad));
         out

@@ -103,7 +103,7 @@ impl Pixels {
 
     /// True when there is an alpha channel.
     pub fn has_alpha(&self) -> bool {
-        self.channels() % 2 == 0
+        self.channels().is_multiple_of(2)
     }
 }
 
@@ -173,7 +173,7 @@ pub fn from_raw(
         )));
     }
     let needed = stride.checked_mul(height - 1).and_then(|n| n.checked_add(row));
-    if needed.map_or(true, |n| pixels.len() < n) {
+    if needed.is_none_or(|n| pixels.len() < n) {
         return Err(Error::invalid(format!(
             "raw image buffer of {} bytes is too short for {height} rows of stride {stride}",
             pixels.len()

@@ -145,7 +145,7 @@ impl Bpe {
             let mut best: Option<(u32, u32, u32, u32)> = None; // rank, a, b, merged
             for w in word.windows(2) {
                 if let Some(&(rank, m)) = self.merges.get(&key(w[0], w[1])) {
-                    if best.map_or(true, |(r, ..)| rank < r) {
+                    if best.is_none_or(|(r, ..)| rank < r) {
                         best = Some((rank, w[0], w[1], m));
                     }
                 }

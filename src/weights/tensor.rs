@@ -85,7 +85,7 @@ impl WeightTensor {
     pub(crate) fn new(bytes: Bytes, byte_offset: usize, dtype: DType, shape: Vec<usize>) -> Self {
         let numel = shape.iter().product::<usize>();
         let raw = &(*bytes).as_ref()[byte_offset..byte_offset + numel * dtype.size()];
-        let aligned = (raw.as_ptr() as usize) % dtype.size() == 0;
+        let aligned = (raw.as_ptr() as usize).is_multiple_of(dtype.size());
         if aligned && cfg!(target_endian = "little") {
             return WeightTensor { bytes, byte_offset, numel, dtype, shape, in_place: true };
         }
