@@ -133,7 +133,7 @@ fn truncated_file() {
 fn header_offsets_past_the_end() {
     let mut header =
         br#"{"logit_scale":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}"#.to_vec();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut file = (header.len() as u64).to_le_bytes().to_vec();
@@ -151,7 +151,7 @@ fn header_offsets_past_the_end() {
 #[test]
 fn overlapping_tensors() {
     let mut header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#.to_vec();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut file = (header.len() as u64).to_le_bytes().to_vec();
