@@ -247,15 +247,7 @@ impl<'a> Loader<'a> {
 
     /// A vector parameter widened to f32 (an owned copy).
     pub fn vector(&self, canonical: &str, len: usize) -> Result<Vec<f32>> {
-        let t = self.tensor(canonical, &[len])?;
-        let mut summary = self.summary.borrow_mut();
-        if t.is_in_place() {
-            summary.in_place_bytes -= t.nbytes();
-        } else {
-            summary.copied_bytes -= t.nbytes();
-        }
-        summary.copied_bytes += len * 4;
-        Ok(t.to_f32_vec())
+        self.owned_f32(canonical, &[len])
     }
 
     /// A parameter widened to an owned f32 vector (position embeddings, ...).
