@@ -4,8 +4,8 @@
 use crate::config::Activation;
 use crate::error::Result;
 use crate::kernels::{
-    apply_activation, attention, layer_norm, linear, linear_strided, AttentionMask, LayerNorm,
-    Linear,
+    apply_activation, attention, layer_norm, linear, linear_accumulate, AttentionMask, LayerNorm,
+    Linear, StackedLinear,
 };
 use crate::tensor::Tensor;
 use crate::weights::Loader;
@@ -35,9 +35,8 @@ pub(crate) struct EncoderShape {
 
 struct EncoderLayer {
     layer_norm1: LayerNorm,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// Query, key and value projections as one product.
+    qkv_proj: StackedLinear,
     out_proj: Linear,
     layer_norm2: LayerNorm,
     fc1: Linear,
@@ -69,9 +68,11 @@ impl Encoder {
             let p = format!("{prefix}.layers.{i}");
             layers.push(EncoderLayer {
                 layer_norm1: loader.layer_norm(&format!("{p}.layer_norm1"), d, s.eps)?,
-                q_proj: loader.linear(&format!("{p}.self_attn.q_proj"), d, d, true)?,
-                k_proj: loader.linear(&format!("{p}.self_attn.k_proj"), d, d, true)?,
-                v_proj: loader.linear(&format!("{p}.self_attn.v_proj"), d, d, true)?,
+                qkv_proj: StackedLinear::new(vec![
+                    loader.linear(&format!("{p}.self_attn.q_proj"), d, d, true)?,
+                    loader.linear(&format!("{p}.self_attn.k_proj"), d, d, true)?,
+                    loader.linear(&format!("{p}.self_attn.v_proj"), d, d, true)?,
+                ]),
                 out_proj: loader.linear(&format!("{p}.self_attn.out_proj"), d, d, true)?,
                 layer_norm2: loader.layer_norm(&format!("{p}.layer_norm2"), d, s.eps)?,
                 fc1: loader.linear(&format!("{p}.mlp.fc1"), f, d, true)?,
@@ -109,33 +110,23 @@ impl Encoder {
             }
             // Self-attention block.
             layer_norm(h, &layer.layer_norm1, &mut normed);
-            linear_strided(&normed, m, &layer.q_proj, &mut qkv[..], 3 * d, threads);
-            linear_strided(&normed, m, &layer.k_proj, &mut qkv[d..], 3 * d, threads);
-            linear_strided(&normed, m, &layer.v_proj, &mut qkv[2 * d..], 3 * d, threads);
+            layer.qkv_proj.forward(&normed, m, &mut qkv, threads);
             let mut probs =
                 collected.attentions.as_ref().map(|_| vec![0.0f32; batch * self.heads * seq * seq]);
             attention(&qkv, batch, seq, self.heads, head_dim, mask, &mut ctx, probs.as_deref_mut());
             if let (Some(all), Some(p)) = (collected.attentions.as_mut(), probs) {
                 all.push(Tensor::from_parts(vec![batch, self.heads, seq, seq], p));
             }
-            linear(&ctx, m, &layer.out_proj, &mut normed, threads);
-            add_in_place(h, &normed);
+            linear_accumulate(&ctx, m, &layer.out_proj, h, threads);
             // MLP block.
             layer_norm(h, &layer.layer_norm2, &mut normed);
             linear(&normed, m, &layer.fc1, &mut mlp, threads);
             apply_activation(self.act, &mut mlp);
-            linear(&mlp, m, &layer.fc2, &mut normed, threads);
-            add_in_place(h, &normed);
+            linear_accumulate(&mlp, m, &layer.fc2, h, threads);
         }
         if let Some(hs) = collected.hidden_states.as_mut() {
             hs.push(snapshot(h));
         }
         collected
-    }
-}
-
-fn add_in_place(acc: &mut [f32], x: &[f32]) {
-    for (a, b) in acc.iter_mut().zip(x) {
-        *a += b;
     }
 }

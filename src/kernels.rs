@@ -7,12 +7,17 @@
 
 mod activation;
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod matmul;
 mod norm;
+mod packed;
 
 pub use activation::apply_activation;
 pub use attention::{attention, AttentionMask};
-pub use matmul::{gemm_f32, linear, linear_strided, GemmOperand, Linear, Mat};
+pub use matmul::{
+    gemm_f32, linear, linear_accumulate, linear_strided, GemmOperand, Linear, Mat, StackedLinear,
+};
 pub(crate) use matmul::{widen_bf16, widen_f16};
 pub use norm::{layer_norm, LayerNorm};
 

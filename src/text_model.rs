@@ -276,10 +276,7 @@ impl CLIPTextModelWithProjection {
     ) -> Result<Self> {
         let loader = Loader::new(store)?;
         let text_model = TextTransformer::load(&loader, config)?;
-        let text_projection = Linear {
-            mat: loader.mat("text_projection.weight", projection_dim, config.hidden_size)?,
-            bias: None,
-        };
+        let text_projection = Linear::new(loader.mat("text_projection.weight", projection_dim, config.hidden_size)?, None);
         let weights = loader.finish()?;
         Ok(CLIPTextModelWithProjection { text_model, text_projection, weights })
     }

@@ -48,7 +48,7 @@ impl VisionTransformer {
         let weight =
             loader.tensor("vision_model.embeddings.patch_embedding.weight", &[d, c, p, p])?;
         let patch_embedding =
-            Linear { mat: Mat { weight, out_features: d, in_features: c * p * p }, bias: None };
+            Linear::new(Mat { weight, out_features: d, in_features: c * p * p }, None);
         let eps = config.layer_norm_eps;
         let shape = EncoderShape {
             hidden: d,
@@ -301,10 +301,7 @@ impl CLIPVisionModelWithProjection {
     ) -> Result<Self> {
         let loader = Loader::new(store)?;
         let vision_model = VisionTransformer::load(&loader, config)?;
-        let visual_projection = Linear {
-            mat: loader.mat("visual_projection.weight", projection_dim, config.hidden_size)?,
-            bias: None,
-        };
+        let visual_projection = Linear::new(loader.mat("visual_projection.weight", projection_dim, config.hidden_size)?, None);
         let weights = loader.finish()?;
         Ok(CLIPVisionModelWithProjection { vision_model, visual_projection, weights })
     }

@@ -7,7 +7,9 @@
 //! widened to f32 a block of output features at a time, so the model keeps
 //! them 16-bit in memory.
 
+use super::packed::PackedLinear;
 use crate::weights::{WeightTensor, WeightView};
+use std::sync::{Arc, OnceLock};
 use gemm::Parallelism;
 use half::{bf16, f16};
 
@@ -113,12 +115,67 @@ pub struct Mat {
 }
 
 /// A linear layer: a matrix and an optional bias (f32).
+///
+/// On CPUs with the crate's own micro-kernel (x86-64 with AVX-512) the
+/// matrix is packed for it on first use (see [`packed`](super::packed)); the
+/// packed copy is shared by clones of the layer.
 #[derive(Clone)]
 pub struct Linear {
     /// The weight.
     pub mat: Mat,
     /// The bias, one per output feature.
     pub bias: Option<Vec<f32>>,
+    packed: Arc<OnceLock<Option<PackedLinear>>>,
+}
+
+impl Linear {
+    /// A layer of `mat` and `bias`.
+    pub fn new(mat: Mat, bias: Option<Vec<f32>>) -> Self {
+        Linear { mat, bias, packed: Arc::default() }
+    }
+
+    fn packed(&self) -> Option<&PackedLinear> {
+        self.packed.get_or_init(|| PackedLinear::pack(&[(&self.mat, self.bias.as_deref())])).as_ref()
+    }
+}
+
+/// Linear layers with the same input, computed as one product whose output
+/// row is the parts' outputs side by side (e.g. query, key and value).
+#[derive(Clone)]
+pub struct StackedLinear {
+    parts: Vec<Linear>,
+    packed: Arc<OnceLock<Option<PackedLinear>>>,
+}
+
+impl StackedLinear {
+    /// Stacks `parts`, which must share their input size.
+    pub fn new(parts: Vec<Linear>) -> Self {
+        StackedLinear { parts, packed: Arc::default() }
+    }
+
+    /// Output features of all parts together.
+    pub fn out_features(&self) -> usize {
+        self.parts.iter().map(|p| p.mat.out_features).sum()
+    }
+
+    /// `out[m, sum(out_features)] = [x W_1^T + b_1, x W_2^T + b_2, ...]`.
+    pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], threads: usize) {
+        let n = self.out_features();
+        let packed = self.packed.get_or_init(|| {
+            let parts: Vec<_> = self.parts.iter().map(|p| (&p.mat, p.bias.as_deref())).collect();
+            PackedLinear::pack(&parts)
+        });
+        match packed {
+            Some(p) => p.forward(x, m, out, n, false, threads),
+            None => {
+                let mut col = 0;
+                for part in &self.parts {
+                    linear_fallback(x, m, part, &mut out[col..], n, false, threads);
+                    col += part.mat.out_features;
+                }
+            }
+        }
+    }
 }
 
 /// Rows of widened weights per block: about 1 MiB of f32 scratch.
@@ -130,7 +187,14 @@ fn block_rows(in_features: usize) -> usize {
 /// `threads` threads.
 pub fn linear(x: &[f32], m: usize, layer: &Linear, out: &mut [f32], threads: usize) {
     debug_assert_eq!(out.len(), m * layer.mat.out_features);
-    linear_strided(x, m, layer, out, layer.mat.out_features, threads)
+    linear_into(x, m, layer, out, layer.mat.out_features, false, threads)
+}
+
+/// `out[m, out_features] += x[m, in_features] · W^T + b` (a residual
+/// connection fused into the product).
+pub fn linear_accumulate(x: &[f32], m: usize, layer: &Linear, out: &mut [f32], threads: usize) {
+    debug_assert_eq!(out.len(), m * layer.mat.out_features);
+    linear_into(x, m, layer, out, layer.mat.out_features, true, threads)
 }
 
 /// As [`linear`], writing row `i` of the result at `out[i * out_rs..]`
@@ -143,19 +207,52 @@ pub fn linear_strided(
     out_rs: usize,
     threads: usize,
 ) {
+    linear_into(x, m, layer, out, out_rs, false, threads)
+}
+
+fn linear_into(
+    x: &[f32],
+    m: usize,
+    layer: &Linear,
+    out: &mut [f32],
+    out_rs: usize,
+    accumulate: bool,
+    threads: usize,
+) {
+    debug_assert_eq!(x.len(), m * layer.mat.in_features);
+    match layer.packed() {
+        Some(p) => p.forward(x, m, out, out_rs, accumulate, threads),
+        None => linear_fallback(x, m, layer, out, out_rs, accumulate, threads),
+    }
+}
+
+/// The product on the `gemm` crate (CPUs without the packed kernel).
+fn linear_fallback(
+    x: &[f32],
+    m: usize,
+    layer: &Linear,
+    out: &mut [f32],
+    out_rs: usize,
+    accumulate: bool,
+    threads: usize,
+) {
     let (n, k) = (layer.mat.out_features, layer.mat.in_features);
-    debug_assert_eq!(x.len(), m * k);
     if m == 0 {
         return;
     }
     let accumulate = match &layer.bias {
         Some(b) => {
             for i in 0..m {
-                out[i * out_rs..i * out_rs + n].copy_from_slice(b);
+                let row = &mut out[i * out_rs..i * out_rs + n];
+                if accumulate {
+                    row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
+                } else {
+                    row.copy_from_slice(b);
+                }
             }
             true
         }
-        None => false,
+        None => accumulate,
     };
     let lhs = GemmOperand { data: x, row_stride: k, col_stride: 1 };
     match layer.mat.weight.view() {
@@ -265,10 +362,10 @@ mod tests {
                     expected.clone()
                 };
                 let weight = WeightTensor::from_f32_as(&vals, shape.clone(), dtype);
-                let layer = Linear {
-                    mat: Mat { weight, out_features: n, in_features: k },
-                    bias: Some(b.clone()),
-                };
+                let layer = Linear::new(
+                    Mat { weight, out_features: n, in_features: k },
+                    Some(b.clone()),
+                );
                 for threads in [1, 2] {
                     let mut out = vec![f32::NAN; m * n];
                     linear(&x, m, &layer, &mut out, threads);

@@ -281,7 +281,7 @@ impl<'a> Loader<'a> {
         let mat = self.mat(&format!("{prefix}.weight"), out_features, in_features)?;
         let bias =
             if bias { Some(self.vector(&format!("{prefix}.bias"), out_features)?) } else { None };
-        Ok(Linear { mat, bias })
+        Ok(Linear::new(mat, bias))
     }
 
     /// The layer norm `{prefix}.weight` / `{prefix}.bias`.

@@ -1,0 +1,83 @@
+//! The AVX-512 micro-kernel of [`super::packed`]: a `ROWS x 32` block of
+//! `C (+)= A B + bias`, with `B` a packed panel of f32, f16 or bf16.
+//!
+//! Each step of the depth loop loads one row of the panel (two vectors of 16,
+//! widened from 16-bit when needed), broadcasts one activation per output row
+//! and issues `2 * ROWS` fused multiply-adds into register accumulators.
+
+use super::packed::{Tile, NR};
+use std::arch::x86_64::*;
+
+/// How many panel rows ahead the first tile of a slice prefetches.
+const PREFETCH_ROWS: usize = 16;
+
+/// Panel element types (const generic parameter of [`kernel`]).
+pub(crate) const DT_F32: u8 = 0;
+pub(crate) const DT_F16: u8 = 1;
+pub(crate) const DT_BF16: u8 = 2;
+
+/// 16 panel elements from `p` (element index `i`), widened to f32.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load16<const DT: u8>(p: *const u8, i: usize) -> __m512 {
+    match DT {
+        DT_F32 => _mm512_loadu_ps(p.cast::<f32>().add(i)),
+        DT_F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<u16>().add(i).cast())),
+        _ => {
+            let wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast::<u16>().add(i).cast()));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
+        }
+    }
+}
+
+/// Computes one tile over a depth of `kc`.
+///
+/// # Safety
+/// The CPU has AVX-512F. `b` points at `kc * NR` panel elements of type `DT`;
+/// `t.a` at `kc * ROWS` packed f32; `t.c` at
+/// `ROWS` rows of at least `t.n_valid` f32 (stride `t.ldc`) that only this
+/// call accesses; `t.bias`, when not null, at `NR` f32.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *const u8, t: &Tile) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+    let mut a = t.a;
+    let mut bi = 0;
+    let es = if DT == DT_F32 { 4 } else { 2 };
+    for _ in 0..kc {
+        if t.prefetch {
+            // The panel row PREFETCH_ROWS steps ahead (one or two cache lines).
+            // A hint only: it may point past the panel, so no `add` (never dereferenced).
+            let ahead = b.wrapping_add((bi + PREFETCH_ROWS * NR) * es);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+        }
+        let b0 = load16::<DT>(b, bi);
+        let b1 = load16::<DT>(b, bi + 16);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_ps(*a.add(r));
+            acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
+            acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+        }
+        a = a.add(ROWS);
+        bi += NR;
+    }
+    let valid = t.n_valid.min(NR);
+    let m0: __mmask16 = if valid >= 16 { 0xffff } else { (1u16 << valid) - 1 };
+    let m1: __mmask16 = if valid >= 32 { 0xffff } else { ((1u32 << valid.saturating_sub(16)) - 1) as u16 };
+    let (bias0, bias1) = if t.bias.is_null() {
+        (_mm512_setzero_ps(), _mm512_setzero_ps())
+    } else {
+        (_mm512_maskz_loadu_ps(m0, t.bias), _mm512_maskz_loadu_ps(m1, t.bias.add(16)))
+    };
+    for (r, acc) in acc.iter().enumerate() {
+        let c = t.c.add(r * t.ldc);
+        let mut v0 = _mm512_add_ps(acc[0], bias0);
+        let mut v1 = _mm512_add_ps(acc[1], bias1);
+        if t.load_c {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c.add(16)));
+        }
+        _mm512_mask_storeu_ps(c, m0, v0);
+        _mm512_mask_storeu_ps(c.add(16), m1, v1);
+    }
+}

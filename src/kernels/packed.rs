@@ -1,0 +1,498 @@
+//! Weights pre-packed for this crate's own GEMM micro-kernel.
+//!
+//! The `gemm` crate re-packs the whole weight matrix on every call, which
+//! dominates when few rows go through a layer (one image is 50 rows, one
+//! caption about 10). Here a weight matrix `[out, in]` is packed once, on its
+//! first use, into panels of [`NR`] output features laid out `[panel][in][NR]`
+//! (64-byte aligned, zero padded), keeping its dtype: F16 and BF16 stay 16-bit
+//! and are widened inside the micro-kernel. A product then streams each panel
+//! once from memory while the activations stay in cache.
+//!
+//! The micro-kernel exists for x86-64 with AVX-512 ([`super::avx512`]); on
+//! other CPUs [`PackedLinear::pack`] returns `None` and callers use `gemm`.
+
+use super::matmul::Mat;
+use crate::weights::WeightView;
+use rayon::prelude::*;
+
+/// Output features per panel: two 16-lane vectors.
+pub(crate) const NR: usize = 32;
+/// Most rows per micro-kernel call (24 accumulators of the 32 registers).
+pub(crate) const MR_MAX: usize = 12;
+/// Depth of one pass over a panel: a `KC x NR` slice is 32 KiB in f32, held in L1.
+const KC: usize = 256;
+
+/// The element type of packed panels (the weights' own dtype).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PanelType {
+    F32,
+    F16,
+    BF16,
+}
+
+impl PanelType {
+    fn size(self) -> usize {
+        match self {
+            PanelType::F32 => 4,
+            PanelType::F16 | PanelType::BF16 => 2,
+        }
+    }
+}
+
+/// One or more weight matrices stacked along the output dimension (e.g. the
+/// query, key and value projections) and packed into panels, with their
+/// biases.
+pub(crate) struct PackedLinear {
+    n: usize,
+    k: usize,
+    panels: usize,
+    dtype: PanelType,
+    /// `panels * k * NR` elements of `dtype`, starting `offset` bytes in.
+    data: Vec<u8>,
+    offset: usize,
+    /// `panels * NR` biases (zero where a part has none, and in the padding).
+    bias: Vec<f32>,
+    has_bias: bool,
+}
+
+/// Whether this CPU runs the packed micro-kernel.
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static AVX512: OnceLock<bool> = OnceLock::new();
+        *AVX512.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::env::var_os("CLIP_NO_PACKED_GEMM").is_none()
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl PackedLinear {
+    /// Packs `parts` (matrices with the same input size and dtype, and their
+    /// optional biases), stacked in order along the output dimension. `None`
+    /// when this CPU has no packed kernel or the parts do not stack.
+    pub fn pack(parts: &[(&Mat, Option<&[f32]>)]) -> Option<PackedLinear> {
+        if !available() || parts.is_empty() {
+            return None;
+        }
+        let k = parts[0].0.in_features;
+        let dtype = match parts[0].0.weight.view() {
+            WeightView::F32(_) => PanelType::F32,
+            WeightView::F16(_) => PanelType::F16,
+            WeightView::BF16(_) => PanelType::BF16,
+        };
+        let same_dtype = |m: &Mat| match (m.weight.view(), dtype) {
+            (WeightView::F32(_), PanelType::F32)
+            | (WeightView::F16(_), PanelType::F16)
+            | (WeightView::BF16(_), PanelType::BF16) => true,
+            _ => false,
+        };
+        if parts.iter().any(|(m, _)| m.in_features != k || !same_dtype(m)) {
+            return None;
+        }
+        let n: usize = parts.iter().map(|(m, _)| m.out_features).sum();
+        let panels = n.div_ceil(NR);
+        let has_bias = parts.iter().any(|(_, b)| b.is_some());
+        let mut bias = vec![0.0f32; panels * NR];
+        let mut row = 0;
+        for (m, b) in parts {
+            if let Some(b) = b {
+                bias[row..row + m.out_features].copy_from_slice(b);
+            }
+            row += m.out_features;
+        }
+        let panel_bytes = k * NR * dtype.size();
+        let mut data = vec![0u8; panels * panel_bytes + 64];
+        let offset = data.as_ptr().align_offset(64);
+        // Source row `r` of the stacked matrix, as raw little-endian bytes.
+        let mut sources: Vec<&[u8]> = Vec::with_capacity(n);
+        for (m, _) in parts.iter().filter(|_| k > 0) {
+            let bytes: &[u8] = match m.weight.view() {
+                WeightView::F32(v) => bytemuck::cast_slice(v),
+                WeightView::F16(v) => bytemuck::cast_slice(v),
+                WeightView::BF16(v) => bytemuck::cast_slice(v),
+            };
+            sources.extend(bytes.chunks_exact(k * dtype.size()).take(m.out_features));
+        }
+        let es = dtype.size();
+        if panel_bytes > 0 {
+            data[offset..offset + panels * panel_bytes]
+                .par_chunks_mut(panel_bytes)
+                .enumerate()
+                .for_each(|(p, panel)| {
+                    for j in 0..NR.min(n - p * NR) {
+                        let src = sources[p * NR + j];
+                        for kk in 0..k {
+                            let d = (kk * NR + j) * es;
+                            panel[d..d + es].copy_from_slice(&src[kk * es..(kk + 1) * es]);
+                        }
+                    }
+                });
+        }
+        Some(PackedLinear { n, k, panels, dtype, data, offset, bias, has_bias })
+    }
+
+    /// `out[i, :n] = (accumulate ? out[i, :n] : 0) + x[i, :] W^T + b` for the
+    /// `m` rows of `x` (`[m, k]`), row `i` of `out` starting at `i * out_rs`.
+    /// Splits the output panels over up to `threads` rayon threads.
+    ///
+    /// # Panics
+    /// If `x` or `out` is too short for `m` rows (an internal bug).
+    pub fn forward(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        out_rs: usize,
+        accumulate: bool,
+        threads: usize,
+    ) {
+        if m == 0 || self.n == 0 {
+            return;
+        }
+        assert!(x.len() >= m * self.k, "packed gemm: input too short");
+        assert!(out_rs >= self.n && out.len() >= (m - 1) * out_rs + self.n, "packed gemm: output");
+        let work = m * self.n * self.k.max(1);
+        let t = if work < 1 << 18 { 1 } else { threads.clamp(1, self.panels) };
+        let blocks = RowBlocks::new(m, self.k);
+        A_PACK.with_borrow_mut(|a| {
+            blocks.pack(x, a, t);
+            let a = &a[..];
+            let out_ptr = OutPtr(out.as_mut_ptr());
+            let job = |ti: usize| {
+                let (p0, p1) = (self.panels * ti / t, self.panels * (ti + 1) / t);
+                // SAFETY: `a` is `x` packed by `blocks`; `forward` asserted that
+                // `out` holds `m` rows of `n` at stride `out_rs`; thread `ti`
+                // writes only the columns of panels p0..p1, disjoint from every
+                // other thread's, and nothing else reads `out` while the jobs
+                // run (`out` is borrowed mutably for this whole call).
+                unsafe { self.run_panels(a, &blocks, p0, p1, out_ptr, out_rs, accumulate) }
+            };
+            if t == 1 {
+                job(0)
+            } else {
+                (0..t).into_par_iter().for_each(job)
+            }
+        })
+    }
+
+    /// Computes the columns of panels `p0..p1` for all rows.
+    ///
+    /// # Safety
+    /// `a` is the activations packed by `blocks` (for this layer's `k`);
+    /// `out` addresses `blocks.m` rows of at least `n` elements at stride
+    /// `out_rs`, and no one else accesses the columns of these panels
+    /// meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_panels(
+        &self,
+        a: &[f32],
+        blocks: &RowBlocks,
+        p0: usize,
+        p1: usize,
+        out: OutPtr,
+        out_rs: usize,
+        accumulate: bool,
+    ) {
+        let k = self.k;
+        let panel_elems = k * NR;
+        let base = self.data[self.offset..].as_ptr();
+        let es = self.dtype.size();
+        for m0 in (0..blocks.m).step_by(blocks.mc) {
+            let mlen = blocks.mc.min(blocks.m - m0);
+            let ntiles = mlen.div_ceil(MR_MAX);
+            for p in p0..p1 {
+                let n_valid = NR.min(self.n - p * NR);
+                for kb in 0..k.div_ceil(KC).max(1) {
+                    let k0 = kb * KC;
+                    let kc = KC.min(k - k0);
+                    let first = kb == 0;
+                    let b = base.add((p * panel_elems + k0 * NR) * es);
+                    let bias = if first && self.has_bias {
+                        self.bias[p * NR..].as_ptr()
+                    } else {
+                        std::ptr::null()
+                    };
+                    // This (row block, depth block) of the packed activations.
+                    let ablock = a.as_ptr().add(m0 * k + k0 * mlen);
+                    let mut r0 = 0;
+                    for t in 0..ntiles {
+                        let rows = tile_rows(mlen, ntiles, t);
+                        let tile = Tile {
+                            a: ablock.add(r0 * kc),
+                            c: out.get().add((m0 + r0) * out_rs + p * NR),
+                            ldc: out_rs,
+                            n_valid,
+                            bias,
+                            load_c: !first || accumulate,
+                            prefetch: t == 0,
+                        };
+                        kernel(self.dtype, rows, kc, b, &tile);
+                        r0 += rows;
+                    }
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The packed activations of the product running on this thread (reused).
+    static A_PACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Height of tile `t` when `mlen` rows are split into `ntiles` near-equal tiles.
+fn tile_rows(mlen: usize, ntiles: usize, t: usize) -> usize {
+    mlen / ntiles + usize::from(t < mlen % ntiles)
+}
+
+/// How the `m x k` activations are cut and packed: row blocks of `mc` rows;
+/// within a block, depth blocks of `KC`; within those, tiles of at most
+/// `MR_MAX` rows stored depth-major (`[depth][row]`), so the micro-kernel
+/// reads them in one forward stream. The packed size is `m * k`.
+struct RowBlocks {
+    m: usize,
+    k: usize,
+    mc: usize,
+}
+
+impl RowBlocks {
+    fn new(m: usize, k: usize) -> Self {
+        // About 1 MiB of packed activations per row block (kept in L2).
+        let mc = ((1 << 18) / k.max(1)).clamp(MR_MAX, 4096) / MR_MAX * MR_MAX;
+        RowBlocks { m, k, mc }
+    }
+
+    /// Packs `x` (`[m, k]`) into `a`, in parallel over row blocks and tiles.
+    fn pack(&self, x: &[f32], a: &mut Vec<f32>, threads: usize) {
+        let (m, k) = (self.m, self.k);
+        if a.len() < m * k {
+            a.resize(m * k, 0.0);
+        }
+        // One task per (row block, tile): the tile's rows over the full depth.
+        let tasks: Vec<(usize, usize, usize, usize)> = (0..m)
+            .step_by(self.mc)
+            .flat_map(|m0| {
+                let mlen = self.mc.min(m - m0);
+                let ntiles = mlen.div_ceil(MR_MAX);
+                let mut r0 = 0;
+                (0..ntiles).map(move |t| {
+                    let rows = tile_rows(mlen, ntiles, t);
+                    r0 += rows;
+                    (m0, mlen, r0 - rows, rows)
+                })
+            })
+            .collect();
+        let dst = OutPtr(a.as_mut_ptr());
+        let pack_tile = |&(m0, mlen, r0, rows): &(usize, usize, usize, usize)| {
+            for k0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - k0);
+                let at = m0 * k + k0 * mlen + r0 * kc;
+                // SAFETY: tiles partition the rows of each (row block, depth
+                // block), so the `rows * kc` elements at `at` belong to this
+                // task only, and `at + rows * kc <= m * k <= a.len()`.
+                let tile = unsafe { std::slice::from_raw_parts_mut(dst.get().add(at), rows * kc) };
+                for r in 0..rows {
+                    let src = &x[(m0 + r0 + r) * k + k0..][..kc];
+                    for (p, &v) in src.iter().enumerate() {
+                        tile[p * rows + r] = v;
+                    }
+                }
+            }
+        };
+        if threads > 1 && m * k >= 1 << 16 {
+            tasks.par_iter().for_each(pack_tile);
+        } else {
+            tasks.iter().for_each(pack_tile);
+        }
+    }
+}
+
+/// An output (or packing) pointer shared by the threads of one product.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: each thread writes a disjoint set of columns through it (see
+// `PackedLinear::forward`), and the borrow it came from outlives the threads.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; shared references to it only copy the pointer.
+unsafe impl Sync for OutPtr {}
+
+/// One micro-kernel call: a `rows x NR` block of the output.
+pub(crate) struct Tile {
+    /// The tile's packed activations, `[depth][rows]`.
+    pub a: *const f32,
+    /// First output of the block (row stride `ldc`).
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// Columns of the block that exist (the rest is padding).
+    pub n_valid: usize,
+    /// `NR` biases to add, or null.
+    pub bias: *const f32,
+    /// Add to the output's current values instead of overwriting them.
+    pub load_c: bool,
+    /// Prefetch the panel ahead of the loads (the first tile of a slice,
+    /// whose panel rows are not in cache yet).
+    pub prefetch: bool,
+}
+
+/// Dispatches to the micro-kernel for `rows` rows of `dtype` panels.
+///
+/// # Safety
+/// As [`super::avx512::kernel`]; only called when [`available`] is true.
+#[cfg(target_arch = "x86_64")]
+unsafe fn kernel(dtype: PanelType, rows: usize, kc: usize, b: *const u8, t: &Tile) {
+    use super::avx512::kernel as k;
+    macro_rules! by_rows {
+        ($dt:expr) => {
+            match rows {
+                1 => k::<1, { $dt }>(kc, b, t),
+                2 => k::<2, { $dt }>(kc, b, t),
+                3 => k::<3, { $dt }>(kc, b, t),
+                4 => k::<4, { $dt }>(kc, b, t),
+                5 => k::<5, { $dt }>(kc, b, t),
+                6 => k::<6, { $dt }>(kc, b, t),
+                7 => k::<7, { $dt }>(kc, b, t),
+                8 => k::<8, { $dt }>(kc, b, t),
+                9 => k::<9, { $dt }>(kc, b, t),
+                10 => k::<10, { $dt }>(kc, b, t),
+                11 => k::<11, { $dt }>(kc, b, t),
+                _ => k::<12, { $dt }>(kc, b, t),
+            }
+        };
+    }
+    use super::avx512::{DT_BF16, DT_F16, DT_F32};
+    match dtype {
+        PanelType::F32 => by_rows!(DT_F32),
+        PanelType::F16 => by_rows!(DT_F16),
+        PanelType::BF16 => by_rows!(DT_BF16),
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn kernel(_: PanelType, _: usize, _: usize, _: *const u8, _: &Tile) {
+    unreachable!("packed kernel without a micro-kernel for this CPU")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::{DType, WeightTensor};
+
+    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                ((s >> 8) as f32 / (1u32 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// f64 reference of `out0 + x W^T + b` for stacked parts.
+    fn reference(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f64> {
+        let mut out = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|t| x[i * k + t] as f64 * w[j * k + t] as f64).sum();
+                out[i * n + j] = dot + b[j] as f64;
+            }
+        }
+        out
+    }
+
+    /// Every tile height (1..=12 and the balanced splits of larger m), panel
+    /// tails (n not a multiple of 32), several depth blocks (k > 256), both
+    /// output modes, 1 and 2 threads, each dtype, two stacked parts with one
+    /// bias missing. Tolerance 1e-4: sums of up to 600 products of O(0.25)
+    /// terms in f32, against f64.
+    #[test]
+    fn matches_f64_reference() {
+        if !available() {
+            return;
+        }
+        for &(m, n1, n2, k) in &[(1, 32, 0, 8), (7, 40, 9, 600), (50, 64, 64, 257), (25, 3, 0, 0)] {
+            let n = n1 + n2;
+            let x = pseudo(m * k, 1);
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                let w = WeightTensor::from_f32_as(&pseudo(n * k, 2), vec![n, k], dtype);
+                let wf = w.to_f32_vec();
+                let b1 = pseudo(n1, 3);
+                let mats = [
+                    Mat { weight: w.rows(0, n1), out_features: n1, in_features: k },
+                    Mat { weight: w.rows(n1, n2), out_features: n2, in_features: k },
+                ];
+                let parts: Vec<(&Mat, Option<&[f32]>)> = if n2 > 0 {
+                    vec![(&mats[0], Some(&b1[..])), (&mats[1], None)]
+                } else {
+                    vec![(&mats[0], Some(&b1[..]))]
+                };
+                let packed = PackedLinear::pack(&parts).unwrap();
+                let mut b = b1.clone();
+                b.resize(n, 0.0);
+                let want = reference(&x, m, &wf, n, k, &b);
+                for (threads, accumulate) in [(1, false), (2, false), (2, true)] {
+                    let out_rs = n + 3;
+                    let init = pseudo(m * out_rs, 4);
+                    let mut out = init.clone();
+                    packed.forward(&x, m, &mut out, out_rs, accumulate, threads);
+                    for i in 0..m {
+                        for j in 0..out_rs {
+                            let got = out[i * out_rs + j] as f64;
+                            let before = init[i * out_rs + j] as f64;
+                            let exp = if j >= n {
+                                before
+                            } else {
+                                want[i * n + j] + if accumulate { before } else { 0.0 }
+                            };
+                            assert!(
+                                (got - exp).abs() < 1e-4,
+                                "{dtype:?} m={m} n={n} k={k} t={threads} acc={accumulate} [{i},{j}]: {got} vs {exp}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::weights::{DType, WeightTensor};
+
+    /// Not a test: `cargo test --release --lib packed_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn packed_speed() {
+        for &(m, n, k) in &[(800, 3072, 768), (800, 768, 3072), (50, 3072, 768), (50, 768, 3072)] {
+            let w = WeightTensor::from_f32_as(&vec![0.01; n * k], vec![n, k], DType::F32);
+            let mat = Mat { weight: w, out_features: n, in_features: k };
+            let p = PackedLinear::pack(&[(&mat, None)]).unwrap();
+            let x = vec![0.5f32; m * k];
+            let mut out = vec![0.0f32; m * n];
+            for threads in [1, 2] {
+                let reps = 20;
+                p.forward(&x, m, &mut out, n, false, threads);
+                let t0 = std::time::Instant::now();
+                for _ in 0..reps {
+                    p.forward(&x, m, &mut out, n, false, threads);
+                }
+                let dt = t0.elapsed().as_secs_f64() / reps as f64;
+                let gf = 2.0 * (m * n * k) as f64 / dt / 1e9;
+                println!("m={m} n={n} k={k} threads={threads}: {:.3} ms {gf:.1} GFLOP/s", dt * 1e3);
+            }
+        }
+    }
+}
