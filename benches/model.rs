@@ -57,16 +57,153 @@ fn peak_gflops(threads: usize) -> (f64, String) {
     )
 }
 
+/// One text benchmark: a padded batch, its mask, and the tokens up to each
+/// text's end-of-text token (the work any runtime needs; the FLOP count and
+/// GFLOP/s use these, so padding is not counted as work).
+struct TextCase {
+    task: &'static str,
+    ids: Vec<Vec<u32>>,
+    mask: Vec<Vec<u32>>,
+    useful_tokens: Vec<usize>,
+    runs: usize,
+}
+
+/// The text inputs: one caption; the 64 captions of `benches/captions.txt`
+/// padded to the longest and to 77 (as `padding="max_length"`); 64 texts of
+/// 77 real tokens (nothing to skip).
+fn text_cases() -> Vec<TextCase> {
+    use clip::tokenizer::{CLIPTokenizer, EncodeOptions, Padding};
+    let tok = CLIPTokenizer::builtin().expect("built-in vocabulary");
+    let captions: Vec<&str> = include_str!("captions.txt").lines().collect();
+    let encode = |texts: &[&str], padding| {
+        let opts = EncodeOptions { padding, ..EncodeOptions::default() };
+        tok.encode_batch(texts, &opts).expect("captions encode")
+    };
+    let case = |task, texts: &[&str], padding, runs| {
+        let enc = encode(texts, padding);
+        let useful = enc.attention_mask.iter().map(|m| m.iter().sum::<u32>() as usize).collect();
+        TextCase { task, ids: enc.input_ids, mask: enc.attention_mask, useful_tokens: useful, runs }
+    };
+    let long_ids: Vec<Vec<u32>> = (0..64)
+        .map(|b| {
+            let mut r: Vec<u32> = (0..77).map(|i| 320 + ((b * 31 + i * 7) % 4000) as u32).collect();
+            r[0] = 49406;
+            r[76] = 49407;
+            r
+        })
+        .collect();
+    vec![
+        case("text", &captions[..1], Padding::Longest, 30),
+        case("text", &captions, Padding::Longest, 5),
+        case("text-pad77", &captions, Padding::MaxLength, 5),
+        TextCase {
+            task: "text-long",
+            mask: vec![vec![1; 77]; 64],
+            useful_tokens: vec![77; 64],
+            ids: long_ids,
+            runs: 5,
+        },
+    ]
+}
+
+/// Writes the text inputs to `target/bench-inputs/texts.json`, so that
+/// `scripts/bench_peer.py --text-inputs` runs the peers on the same ids.
+fn write_text_inputs(cases: &[TextCase]) -> std::io::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-inputs");
+    std::fs::create_dir_all(&dir)?;
+    let json: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "task": c.task, "input_ids": c.ids, "attention_mask": c.mask,
+                "useful_tokens": c.useful_tokens, "runs": c.runs,
+            })
+        })
+        .collect();
+    std::fs::write(dir.join("texts.json"), serde_json::to_string(&json)?)
+}
+
+/// The machine's f32 FMA throughput as measured: every thread of the pool
+/// runs a register-only loop of independent fused multiply-adds at the
+/// widest width this CPU has, for ~0.3 s; returns the sum of the threads'
+/// GFLOP/s (the best of three tries). This is the ceiling that counts (the
+/// clock under an all-core AVX-512 load), unlike the nominal clock.
+fn measured_peak_gflops() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return None;
+        }
+        let one_thread = || {
+            const ITERS: usize = 4_000_000;
+            let t = std::time::Instant::now();
+            // SAFETY: AVX-512F was detected above; the loop only touches registers.
+            let sink = unsafe { fma_loop(ITERS) };
+            std::hint::black_box(sink);
+            // 24 accumulators x 16 lanes x 2 FLOPs per iteration.
+            (ITERS * 24 * 16 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
+        };
+        let best = (0..3)
+            .map(|_| rayon::broadcast(|_| one_thread()).iter().sum::<f64>())
+            .fold(0.0, f64::max);
+        Some(best)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+/// `iters` rounds of 24 independent AVX-512 FMAs (enough chains to cover the
+/// latency of two FMA units).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(0.0); 24];
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let mut sum = _mm512_set1_ps(0.0);
+    for v in acc {
+        sum = _mm512_add_ps(sum, v);
+    }
+    _mm512_reduce_add_ps(sum)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
     let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let threads = rayon::current_num_threads();
-    let (peak, peak_desc) = peak_gflops(threads);
-    if !json {
-        println!("clip model benchmark: B/32 shapes, {threads} threads; nominal peak {peak:.0} GFLOP/s = {peak_desc}");
+    let (nominal, nominal_desc) = peak_gflops(threads);
+    let measured = measured_peak_gflops();
+    // The share of peak uses the measured FMA ceiling when there is one.
+    let peak = measured.unwrap_or(nominal);
+    if json {
+        println!(
+            "{{\"runtime\":\"clip\",\"task\":\"peak\",\"threads\":{threads},\"nominal_gflops\":{nominal},\"measured_gflops\":{}}}",
+            measured.map_or("null".into(), |m| m.to_string())
+        );
+    } else {
+        println!("clip model benchmark: B/32 shapes, {threads} threads");
+        println!("  nominal peak {nominal:.0} GFLOP/s = {nominal_desc}");
+        match measured {
+            Some(m) => println!("  measured FMA peak {m:.0} GFLOP/s (register-only AVX-512 FMA loop on every thread); shares below are of this"),
+            None => println!("  no measured peak on this CPU; shares below are of the nominal peak"),
+        }
     }
     let config = b32_config();
+    let text_cases = text_cases();
+    if let Err(e) = write_text_inputs(&text_cases) {
+        eprintln!("warning: could not write the text inputs for the peers: {e}");
+    }
     let report = |task: &str,
                   dtype: &str,
                   batch: usize,
@@ -115,20 +252,13 @@ fn main() {
             });
             report("image", dtype, batch, None, image_flops(&config), t);
         }
-        for (batch, len, runs) in [(1usize, 7usize, 30), (64, 12, 5), (64, 77, 5)] {
-            let ids: Vec<Vec<u32>> = (0..batch)
-                .map(|b| {
-                    let mut r: Vec<u32> =
-                        (0..len).map(|i| 320 + ((b * 31 + i * 7) % 4000) as u32).collect();
-                    r[0] = 49406;
-                    r[len - 1] = 49407;
-                    r
-                })
-                .collect();
-            let t = time_it(runs, || {
-                model.get_text_features(&ids, None).unwrap();
+        for case in &text_cases {
+            let t = time_it(case.runs, || {
+                model.get_text_features(&case.ids, Some(&case.mask)).unwrap();
             });
-            report("text", dtype, batch, Some(len), text_flops(&config, len), t);
+            let flops: f64 = case.useful_tokens.iter().map(|&n| text_flops(&config, n)).sum();
+            let batch = case.ids.len();
+            report(case.task, dtype, batch, Some(case.ids[0].len()), flops / batch as f64, t);
         }
     }
 }

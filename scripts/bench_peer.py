@@ -43,10 +43,29 @@ def text_ids(batch, length):
     return ids
 
 
+def text_cases(path):
+    """The Rust bench's text inputs (target/bench-inputs/texts.json): the same ids and masks.
+    Without the file, full-length synthetic texts (every token real)."""
+    import torch
+    if path and os.path.exists(path):
+        with open(path) as f:
+            cases = json.load(f)
+        return [(c["task"], torch.tensor(c["input_ids"]), torch.tensor(c["attention_mask"]), c["runs"])
+                for c in cases]
+    out = []
+    for batch, length, runs in [(1, 7, 30), (64, 12, 5), (64, 77, 5)]:
+        ids = text_ids(batch, length)
+        out.append(("text", ids, torch.ones_like(ids), runs))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runtimes", default="pytorch,onnxruntime")
+    ap.add_argument("--text-inputs", default=os.path.join(os.path.dirname(__file__), "..", "target",
+                                                          "bench-inputs", "texts.json"),
+                    help="text ids/masks written by `cargo bench --bench model` (default: %(default)s)")
     args = ap.parse_args()
     import torch
     from transformers import CLIPConfig, CLIPModel
@@ -57,15 +76,16 @@ def main():
     model = CLIPModel(cfg).eval()
     runtimes = args.runtimes.split(",")
     cases_img = [(1, 20), (16, 5)]
-    cases_txt = [(1, 7, 30), (64, 12, 5), (64, 77, 5)]
+    cases_txt = text_cases(args.text_inputs)
     if "pytorch" in runtimes:
         with torch.inference_mode():
             for batch, runs in cases_img:
                 px = torch.randn(batch, 3, 224, 224)
                 emit("pytorch", "image", batch, None, *timeit(lambda: model.get_image_features(pixel_values=px), runs))
-            for batch, length, runs in cases_txt:
-                ids = text_ids(batch, length)
-                emit("pytorch", "text", batch, length, *timeit(lambda: model.get_text_features(input_ids=ids), runs))
+            for task, ids, mask, runs in cases_txt:
+                batch, length = ids.shape
+                emit("pytorch", task, batch, length,
+                     *timeit(lambda: model.get_text_features(input_ids=ids, attention_mask=mask), runs))
     if "onnxruntime" in runtimes:
         try:
             import onnxruntime as ort
@@ -87,15 +107,17 @@ def main():
                     super().__init__()
                     self.m = m
 
-                def forward(self, ids):
-                    out = self.m.get_text_features(input_ids=ids)
+                def forward(self, ids, mask):
+                    out = self.m.get_text_features(input_ids=ids, attention_mask=mask)
                     return out if torch.is_tensor(out) else out.pooler_output
 
             img_path, txt_path = os.path.join(d, "img.onnx"), os.path.join(d, "txt.onnx")
             torch.onnx.export(Img(model), (torch.randn(1, 3, 224, 224),), img_path, input_names=["px"],
                               dynamic_axes={"px": {0: "b"}}, opset_version=17, dynamo=False)
-            torch.onnx.export(Txt(model), (text_ids(2, 7),), txt_path, input_names=["ids"],
-                              dynamic_axes={"ids": {0: "b", 1: "l"}}, opset_version=17, dynamo=False)
+            torch.onnx.export(Txt(model), (text_ids(2, 7), torch.ones(2, 7, dtype=torch.long)), txt_path,
+                              input_names=["ids", "mask"],
+                              dynamic_axes={"ids": {0: "b", 1: "l"}, "mask": {0: "b", 1: "l"}},
+                              opset_version=17, dynamo=False)
             so = ort.SessionOptions()
             so.intra_op_num_threads = args.threads
             so.inter_op_num_threads = 1
@@ -104,9 +126,10 @@ def main():
             for batch, runs in cases_img:
                 px = torch.randn(batch, 3, 224, 224).numpy()
                 emit("onnxruntime", "image", batch, None, *timeit(lambda: img.run(None, {"px": px}), runs))
-            for batch, length, runs in cases_txt:
-                ids = text_ids(batch, length).numpy()
-                emit("onnxruntime", "text", batch, length, *timeit(lambda: txt.run(None, {"ids": ids}), runs))
+            for task, ids, mask, runs in cases_txt:
+                batch, length = ids.shape
+                feed = {"ids": ids.numpy(), "mask": mask.numpy()}
+                emit("onnxruntime", task, batch, length, *timeit(lambda: txt.run(None, feed), runs))
 
 
 if __name__ == "__main__":

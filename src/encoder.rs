@@ -4,8 +4,8 @@
 use crate::config::Activation;
 use crate::error::Result;
 use crate::kernels::{
-    apply_activation, attention, layer_norm, linear, linear_accumulate, AttentionMask, LayerNorm,
-    Linear, StackedLinear,
+    apply_activation, attention_segments, layer_norm, linear, linear_accumulate, AttentionMask,
+    LayerNorm, Linear, StackedLinear,
 };
 use crate::tensor::Tensor;
 use crate::weights::Loader;
@@ -91,32 +91,61 @@ impl Encoder {
         mask: AttentionMask<'_>,
         opts: &ForwardOptions,
     ) -> Collected {
+        let d = self.hidden;
+        let mut collected = Collected {
+            hidden_states: opts.output_hidden_states.then(Vec::new),
+            attentions: opts.output_attentions.then(Vec::new),
+        };
+        let heads = self.heads;
+        let mut on_layer = |h: &[f32], probs: Option<Vec<f32>>| {
+            if let Some(hs) = collected.hidden_states.as_mut() {
+                hs.push(Tensor::from_parts(vec![batch, seq, d], h.to_vec()));
+            }
+            if let (Some(all), Some(p)) = (collected.attentions.as_mut(), probs) {
+                all.push(Tensor::from_parts(vec![batch, heads, seq, seq], p));
+            }
+        };
+        let lens = vec![seq; batch];
+        self.run(h, &lens, mask, opts.output_attentions, &mut on_layer);
+        if let Some(hs) = collected.hidden_states.as_mut() {
+            hs.push(Tensor::from_parts(vec![batch, seq, d], h.to_vec()));
+        }
+        collected
+    }
+
+    /// Runs every layer over sequences of different lengths stored one after
+    /// the other in `h` (`[sum(lens), hidden]`), each attending only within
+    /// itself: a batch without its padding.
+    pub fn forward_ragged(&self, h: &mut [f32], lens: &[usize], mask: AttentionMask<'_>) {
+        self.run(h, lens, mask, false, &mut |_, _| {});
+    }
+
+    /// The layers; `on_layer` sees each layer's input (and, when `probs`,
+    /// its attention probabilities).
+    fn run(
+        &self,
+        h: &mut [f32],
+        lens: &[usize],
+        mask: AttentionMask<'_>,
+        probs: bool,
+        on_layer: &mut dyn FnMut(&[f32], Option<Vec<f32>>),
+    ) {
         let (d, f) = (self.hidden, self.intermediate);
-        let m = batch * seq;
+        let m: usize = lens.iter().sum();
         let threads = rayon::current_num_threads();
         let head_dim = d / self.heads;
         let mut normed = vec![0.0f32; m * d];
         let mut qkv = vec![0.0f32; m * 3 * d];
         let mut ctx = vec![0.0f32; m * d];
         let mut mlp = vec![0.0f32; m * f];
-        let mut collected = Collected {
-            hidden_states: opts.output_hidden_states.then(Vec::new),
-            attentions: opts.output_attentions.then(Vec::new),
-        };
-        let snapshot = |h: &[f32]| Tensor::from_parts(vec![batch, seq, d], h.to_vec());
+        let probs_len: usize = lens.iter().map(|l| self.heads * l * l).sum();
         for layer in &self.layers {
-            if let Some(hs) = collected.hidden_states.as_mut() {
-                hs.push(snapshot(h));
-            }
             // Self-attention block.
             layer_norm(h, &layer.layer_norm1, &mut normed);
             layer.qkv_proj.forward(&normed, m, &mut qkv, threads);
-            let mut probs =
-                collected.attentions.as_ref().map(|_| vec![0.0f32; batch * self.heads * seq * seq]);
-            attention(&qkv, batch, seq, self.heads, head_dim, mask, &mut ctx, probs.as_deref_mut());
-            if let (Some(all), Some(p)) = (collected.attentions.as_mut(), probs) {
-                all.push(Tensor::from_parts(vec![batch, self.heads, seq, seq], p));
-            }
+            let mut p = probs.then(|| vec![0.0f32; probs_len]);
+            attention_segments(&qkv, lens, self.heads, head_dim, mask, &mut ctx, p.as_deref_mut());
+            on_layer(h, p);
             linear_accumulate(&ctx, m, &layer.out_proj, h, threads);
             // MLP block.
             layer_norm(h, &layer.layer_norm2, &mut normed);
@@ -124,9 +153,5 @@ impl Encoder {
             apply_activation(self.act, &mut mlp);
             linear_accumulate(&mlp, m, &layer.fc2, h, threads);
         }
-        if let Some(hs) = collected.hidden_states.as_mut() {
-            hs.push(snapshot(h));
-        }
-        collected
     }
 }

@@ -14,7 +14,7 @@ mod norm;
 mod packed;
 
 pub use activation::apply_activation;
-pub use attention::{attention, AttentionMask};
+pub use attention::{attention, attention_segments, AttentionMask};
 pub use matmul::{
     gemm_f32, linear, linear_accumulate, linear_strided, GemmOperand, Linear, Mat, StackedLinear,
 };

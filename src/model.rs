@@ -147,8 +147,14 @@ impl CLIPModel {
         let text_model = TextTransformer::load(&loader, &config.text_config)?;
         let vision_model = VisionTransformer::load(&loader, &config.vision_config)?;
         let p = config.projection_dim;
-        let text_projection = Linear::new(loader.mat("text_projection.weight", p, config.text_config.hidden_size)?, None);
-        let visual_projection = Linear::new(loader.mat("visual_projection.weight", p, config.vision_config.hidden_size)?, None);
+        let text_projection = Linear::new(
+            loader.mat("text_projection.weight", p, config.text_config.hidden_size)?,
+            None,
+        );
+        let visual_projection = Linear::new(
+            loader.mat("visual_projection.weight", p, config.vision_config.hidden_size)?,
+            None,
+        );
         let logit_scale = loader.owned_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0);
         let naming = loader.naming().clone();
         let weights = loader.finish()?;

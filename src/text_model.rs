@@ -122,15 +122,9 @@ impl TextTransformer {
     ) -> Result<TextModelOutput> {
         let (batch, seq) = self.check_inputs(input_ids, attention_mask)?;
         let d = self.config.hidden_size;
-        let mut h = vec![0.0f32; batch * seq * d];
-        for (b, row) in input_ids.iter().enumerate() {
-            for (i, &id) in row.iter().enumerate() {
-                let out = &mut h[(b * seq + i) * d..(b * seq + i + 1) * d];
-                self.token_embedding.row_into(id as usize, out);
-                for (o, p) in out.iter_mut().zip(&self.position_embedding[i * d..(i + 1) * d]) {
-                    *o += p;
-                }
-            }
+        let mut h = Vec::with_capacity(batch * seq * d);
+        for row in input_ids {
+            self.embed_into(row, &mut h);
         }
         let flat_mask: Option<Vec<u32>> =
             attention_mask.map(|m| m.iter().flatten().map(|&v| u32::from(v != 0)).collect());
@@ -151,26 +145,58 @@ impl TextTransformer {
         })
     }
 
-    /// `pooler_output` alone, computing only the positions it depends on:
-    /// attention is causal, so nothing after the last pooled position (the
-    /// longest text's `<|endoftext|>` in the batch) can change it.
+    /// `pooler_output` alone, computing only the positions it depends on.
+    ///
+    /// Attention is causal, so the pooled position of a text depends on that
+    /// text's tokens up to it and on nothing after it (padding included).
+    /// Each text is therefore run without its tail, the texts of the batch
+    /// stored back to back (a ragged batch), and the final layer norm is
+    /// applied to the pooled rows only.
     pub fn pooled_output(
         &self,
         input_ids: &[Vec<u32>],
         attention_mask: Option<&[Vec<u32>]>,
     ) -> Result<Tensor> {
-        self.check_inputs(input_ids, attention_mask)?;
-        let needed = input_ids.iter().map(|r| self.pool_position(r) + 1).max().unwrap_or(0);
-        let seq = input_ids.first().map_or(0, |r| r.len());
-        if needed == seq {
-            return Ok(self
-                .forward(input_ids, attention_mask, &ForwardOptions::default())?
-                .pooler_output);
+        let (batch, _) = self.check_inputs(input_ids, attention_mask)?;
+        let d = self.config.hidden_size;
+        let lens: Vec<usize> = input_ids.iter().map(|r| self.pool_position(r) + 1).collect();
+        let rows: usize = lens.iter().sum();
+        let mut h = Vec::with_capacity(rows * d);
+        for (row, &len) in input_ids.iter().zip(&lens) {
+            self.embed_into(&row[..len], &mut h);
         }
-        let ids: Vec<Vec<u32>> = input_ids.iter().map(|r| r[..needed].to_vec()).collect();
-        let mask: Option<Vec<Vec<u32>>> =
-            attention_mask.map(|m| m.iter().map(|r| r[..needed].to_vec()).collect());
-        Ok(self.forward(&ids, mask.as_deref(), &ForwardOptions::default())?.pooler_output)
+        let flat_mask: Option<Vec<u32>> = attention_mask.map(|m| {
+            m.iter()
+                .zip(&lens)
+                .flat_map(|(r, &len)| &r[..len])
+                .map(|&v| u32::from(v != 0))
+                .collect()
+        });
+        let mask = AttentionMask::Causal { key_mask: flat_mask.as_deref() };
+        self.encoder.forward_ragged(&mut h, &lens, mask);
+        let mut last_rows = Vec::with_capacity(batch * d);
+        let mut end = 0;
+        for &len in &lens {
+            end += len;
+            last_rows.extend_from_slice(&h[(end - 1) * d..end * d]);
+        }
+        let mut pooled = vec![0.0f32; batch * d];
+        layer_norm(&last_rows, &self.final_layer_norm, &mut pooled);
+        Ok(Tensor::from_parts(vec![batch, d], pooled))
+    }
+
+    /// Appends the token + position embeddings of `ids` (from position 0) to `h`.
+    fn embed_into(&self, ids: &[u32], h: &mut Vec<f32>) {
+        let d = self.config.hidden_size;
+        for (i, &id) in ids.iter().enumerate() {
+            let at = h.len();
+            h.resize(at + d, 0.0);
+            let out = &mut h[at..];
+            self.token_embedding.row_into(id as usize, out);
+            for (o, p) in out.iter_mut().zip(&self.position_embedding[i * d..(i + 1) * d]) {
+                *o += p;
+            }
+        }
     }
 
     /// The position transformers pools at (see the module docs).
@@ -276,7 +302,10 @@ impl CLIPTextModelWithProjection {
     ) -> Result<Self> {
         let loader = Loader::new(store)?;
         let text_model = TextTransformer::load(&loader, config)?;
-        let text_projection = Linear::new(loader.mat("text_projection.weight", projection_dim, config.hidden_size)?, None);
+        let text_projection = Linear::new(
+            loader.mat("text_projection.weight", projection_dim, config.hidden_size)?,
+            None,
+        );
         let weights = loader.finish()?;
         Ok(CLIPTextModelWithProjection { text_model, text_projection, weights })
     }

@@ -301,7 +301,10 @@ impl CLIPVisionModelWithProjection {
     ) -> Result<Self> {
         let loader = Loader::new(store)?;
         let vision_model = VisionTransformer::load(&loader, config)?;
-        let visual_projection = Linear::new(loader.mat("visual_projection.weight", projection_dim, config.hidden_size)?, None);
+        let visual_projection = Linear::new(
+            loader.mat("visual_projection.weight", projection_dim, config.hidden_size)?,
+            None,
+        );
         let weights = loader.finish()?;
         Ok(CLIPVisionModelWithProjection { vision_model, visual_projection, weights })
     }

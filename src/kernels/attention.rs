@@ -41,19 +41,47 @@ pub fn attention(
     out: &mut [f32],
     probs: Option<&mut [f32]>,
 ) {
+    let segments: Vec<usize> = vec![seq; batch];
+    attention_segments(qkv, &segments, heads, head_dim, mask, out, probs)
+}
+
+/// As [`attention`] for sequences of different lengths stored one after the
+/// other: sequence `s` is the `lens[s]` rows starting after the rows of the
+/// sequences before it, and attends only within itself. The key mask, when
+/// given, has one entry per row. `probs`, when given, is the
+/// `[heads, len, len]` blocks of each sequence in order.
+pub fn attention_segments(
+    qkv: &[f32],
+    lens: &[usize],
+    heads: usize,
+    head_dim: usize,
+    mask: AttentionMask<'_>,
+    out: &mut [f32],
+    probs: Option<&mut [f32]>,
+) {
     let d = heads * head_dim;
     let row = 3 * d;
-    debug_assert_eq!(qkv.len(), batch * seq * row);
-    debug_assert_eq!(out.len(), batch * seq * d);
-    if batch == 0 || seq == 0 {
+    let rows: usize = lens.iter().sum();
+    debug_assert_eq!(qkv.len(), rows * row);
+    debug_assert_eq!(out.len(), rows * d);
+    if rows == 0 {
         return;
     }
     let scale = (head_dim as f32).powf(-0.5);
-    // Per (batch, head) context, [batch, heads, seq, head_dim].
-    let mut ctx = vec![0.0f32; batch * heads * seq * head_dim];
-    let task = |bh: usize, ctx: &mut [f32], scores: &mut [f32]| {
-        let (b, h) = (bh / heads, bh % heads);
-        let base = b * seq * row + h * head_dim;
+    // Per (sequence, head) contexts, each `[len, head_dim]`, in that order.
+    let mut ctx = vec![0.0f32; rows * d];
+    let mut tasks = Vec::with_capacity(lens.len() * heads);
+    let (mut ctx_rest, mut start) = (&mut ctx[..], 0);
+    for &len in lens {
+        for h in 0..heads {
+            let (c, rest) = ctx_rest.split_at_mut(len * head_dim);
+            ctx_rest = rest;
+            tasks.push((start, len, h, c));
+        }
+        start += len;
+    }
+    let task = |start: usize, seq: usize, h: usize, ctx: &mut [f32], scores: &mut [f32]| {
+        let base = start * row + h * head_dim;
         let q = GemmOperand { data: &qkv[base..], row_stride: row, col_stride: 1 };
         let kt = GemmOperand { data: &qkv[base + d..], row_stride: 1, col_stride: row };
         gemm_f32(seq, seq, head_dim, scores, seq, false, q, kt, scale, 1);
@@ -62,7 +90,7 @@ pub fn attention(
                 for (j, s) in srow.iter_mut().enumerate() {
                     let causal = if j > i { f32::MIN } else { 0.0 };
                     let padding = match key_mask {
-                        Some(km) if km[b * seq + j] == 0 => f32::MIN,
+                        Some(km) if km[start + j] == 0 => f32::MIN,
                         _ => 0.0,
                     };
                     *s += causal + padding;
@@ -76,22 +104,38 @@ pub fn attention(
     };
     match probs {
         Some(probs) => {
-            debug_assert_eq!(probs.len(), batch * heads * seq * seq);
-            ctx.par_chunks_mut(seq * head_dim)
-                .zip(probs.par_chunks_mut(seq * seq))
-                .enumerate()
-                .for_each(|(bh, (c, p))| task(bh, c, p));
+            debug_assert_eq!(probs.len(), lens.iter().map(|l| heads * l * l).sum::<usize>());
+            let mut rest = probs;
+            let mut with_probs = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                let (p, r) = rest.split_at_mut(t.1 * t.1);
+                rest = r;
+                with_probs.push((t, p));
+            }
+            with_probs
+                .into_par_iter()
+                .for_each(|((start, len, h, c), p)| task(start, len, h, c, p));
         }
         None => {
-            ctx.par_chunks_mut(seq * head_dim)
-                .enumerate()
-                .for_each_init(|| vec![0.0f32; seq * seq], |scores, (bh, c)| task(bh, c, scores));
+            let longest = lens.iter().copied().max().unwrap_or(0);
+            tasks.into_par_iter().for_each_init(
+                || vec![0.0f32; longest * longest],
+                |scores, (start, len, h, c)| task(start, len, h, c, &mut scores[..len * len]),
+            );
         }
     }
-    // [batch, heads, seq, head_dim] -> [batch, seq, heads * head_dim]
-    out.par_chunks_mut(seq * d).enumerate().for_each(|(b, ob)| {
+    // [sequence][head][len, head_dim] -> [rows, heads * head_dim]
+    let (mut out_rest, mut ctx_at) = (&mut out[..], 0);
+    let mut jobs = Vec::with_capacity(lens.len());
+    for &len in lens {
+        let (o, r) = out_rest.split_at_mut(len * d);
+        out_rest = r;
+        jobs.push((o, &ctx[ctx_at..ctx_at + len * d], len));
+        ctx_at += len * d;
+    }
+    jobs.into_par_iter().for_each(|(ob, cb, len)| {
         for h in 0..heads {
-            let src = &ctx[(b * heads + h) * seq * head_dim..][..seq * head_dim];
+            let src = &cb[h * len * head_dim..][..len * head_dim];
             for (i, s) in src.chunks(head_dim).enumerate() {
                 ob[i * d + h * head_dim..][..head_dim].copy_from_slice(s);
             }
@@ -154,5 +198,22 @@ mod tests {
             attention(&qkv, b, l, h, hd, mask, &mut out2, None);
             assert_eq!(out, out2);
         }
+    }
+
+    /// Sequences of lengths 5 and 2 stored back to back give what each gives
+    /// alone (the second one's reference is a batch of one).
+    #[test]
+    fn segments_attend_within_themselves() {
+        let (h, hd) = (2, 4);
+        let row = 3 * h * hd;
+        let qkv: Vec<f32> = (0..7 * row).map(|i| ((i * 53 % 97) as f32 / 40.0) - 1.2).collect();
+        let mask = AttentionMask::Causal { key_mask: None };
+        let mut out = vec![0.0; 7 * h * hd];
+        attention_segments(&qkv, &[5, 2], h, hd, mask, &mut out, None);
+        let first = reference(&qkv[..5 * row], 1, 5, h, hd, true);
+        let second = reference(&qkv[5 * row..], 1, 2, h, hd, true);
+        let expected: Vec<f32> = first.into_iter().chain(second).collect();
+        let err = out.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(err < 1e-5, "{err}");
     }
 }

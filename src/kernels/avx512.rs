@@ -63,7 +63,8 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
     }
     let valid = t.n_valid.min(NR);
     let m0: __mmask16 = if valid >= 16 { 0xffff } else { (1u16 << valid) - 1 };
-    let m1: __mmask16 = if valid >= 32 { 0xffff } else { ((1u32 << valid.saturating_sub(16)) - 1) as u16 };
+    let m1: __mmask16 =
+        if valid >= 32 { 0xffff } else { ((1u32 << valid.saturating_sub(16)) - 1) as u16 };
     let (bias0, bias1) = if t.bias.is_null() {
         (_mm512_setzero_ps(), _mm512_setzero_ps())
     } else {

@@ -9,9 +9,9 @@
 
 use super::packed::PackedLinear;
 use crate::weights::{WeightTensor, WeightView};
-use std::sync::{Arc, OnceLock};
 use gemm::Parallelism;
 use half::{bf16, f16};
+use std::sync::{Arc, OnceLock};
 
 /// One operand of [`gemm_f32`]: a slice and the strides of its rows and columns.
 #[derive(Clone, Copy)]
@@ -135,7 +135,9 @@ impl Linear {
     }
 
     fn packed(&self) -> Option<&PackedLinear> {
-        self.packed.get_or_init(|| PackedLinear::pack(&[(&self.mat, self.bias.as_deref())])).as_ref()
+        self.packed
+            .get_or_init(|| PackedLinear::pack(&[(&self.mat, self.bias.as_deref())]))
+            .as_ref()
     }
 }
 
@@ -362,10 +364,8 @@ mod tests {
                     expected.clone()
                 };
                 let weight = WeightTensor::from_f32_as(&vals, shape.clone(), dtype);
-                let layer = Linear::new(
-                    Mat { weight, out_features: n, in_features: k },
-                    Some(b.clone()),
-                );
+                let layer =
+                    Linear::new(Mat { weight, out_features: n, in_features: k }, Some(b.clone()));
                 for threads in [1, 2] {
                     let mut out = vec![f32::NAN; m * n];
                     linear(&x, m, &layer, &mut out, threads);
