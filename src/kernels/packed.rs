@@ -160,25 +160,27 @@ impl PackedLinear {
         let work = m * self.n * self.k.max(1);
         let t = if work < 1 << 18 { 1 } else { threads.clamp(1, self.panels) };
         let blocks = RowBlocks::new(m, self.k);
-        A_PACK.with_borrow_mut(|a| {
-            blocks.pack(x, a, t);
-            let a = &a[..];
-            let out_ptr = OutPtr(out.as_mut_ptr());
-            let job = |ti: usize| {
-                let (p0, p1) = (self.panels * ti / t, self.panels * (ti + 1) / t);
-                // SAFETY: `a` is `x` packed by `blocks`; `forward` asserted that
-                // `out` holds `m` rows of `n` at stride `out_rs`; thread `ti`
-                // writes only the columns of panels p0..p1, disjoint from every
-                // other thread's, and nothing else reads `out` while the jobs
-                // run (`out` is borrowed mutably for this whole call).
-                unsafe { self.run_panels(a, &blocks, p0, p1, out_ptr, out_rs, accumulate) }
-            };
-            if t == 1 {
-                job(0)
-            } else {
-                (0..t).into_par_iter().for_each(job)
-            }
-        })
+        // Taken out of the thread-local for the duration of the product: a
+        // rayon worker waiting for the jobs below may run another product
+        // meanwhile, which then packs into a buffer of its own.
+        let mut a = A_PACK.take();
+        blocks.pack(x, &mut a, t);
+        let out_ptr = OutPtr(out.as_mut_ptr());
+        let job = |ti: usize| {
+            let (p0, p1) = (self.panels * ti / t, self.panels * (ti + 1) / t);
+            // SAFETY: `a` is `x` packed by `blocks`; `forward` asserted that
+            // `out` holds `m` rows of `n` at stride `out_rs`; thread `ti`
+            // writes only the columns of panels p0..p1, disjoint from every
+            // other thread's, and nothing else reads `out` while the jobs
+            // run (`out` is borrowed mutably for this whole call).
+            unsafe { self.run_panels(&a, &blocks, p0, p1, out_ptr, out_rs, accumulate) }
+        };
+        if t == 1 {
+            job(0)
+        } else {
+            (0..t).into_par_iter().for_each(job)
+        }
+        A_PACK.set(a);
     }
 
     /// Computes the columns of panels `p0..p1` for all rows.
@@ -243,7 +245,7 @@ impl PackedLinear {
 
 thread_local! {
     /// The packed activations of the product running on this thread (reused).
-    static A_PACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static A_PACK: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Height of tile `t` when `mlen` rows are split into `ntiles` near-equal tiles.
