@@ -5,7 +5,7 @@
 //! widened from 16-bit when needed), broadcasts one activation per output row
 //! and issues `2 * ROWS` fused multiply-adds into register accumulators.
 
-use super::packed::{Tile, NR};
+use super::packed::{Tile, LDA, NR};
 use std::arch::x86_64::*;
 
 /// How many panel rows ahead the first tile of a slice prefetches.
@@ -34,7 +34,7 @@ unsafe fn load16<const DT: u8>(p: *const u8, i: usize) -> __m512 {
 ///
 /// # Safety
 /// The CPU has AVX-512F. `b` points at `kc * NR` panel elements of type `DT`;
-/// `t.a` at `kc * ROWS` packed f32; `t.c` at
+/// `t.a` at `ROWS` rows of `kc` f32 at stride `LDA`; `t.c` at
 /// `ROWS` rows of at least `t.n_valid` f32 (stride `t.ldc`) that only this
 /// call accesses; `t.bias`, when not null, at `NR` f32.
 #[target_feature(enable = "avx512f")]
@@ -54,11 +54,11 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
         let b0 = load16::<DT>(b, bi);
         let b1 = load16::<DT>(b, bi + 16);
         for (r, acc) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(r));
+            let av = _mm512_set1_ps(*a.add(r * LDA));
             acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
             acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
         }
-        a = a.add(ROWS);
+        a = a.add(1);
         bi += NR;
     }
     let valid = t.n_valid.min(NR);

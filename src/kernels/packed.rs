@@ -21,6 +21,9 @@ pub(crate) const NR: usize = 32;
 pub(crate) const MR_MAX: usize = 12;
 /// Depth of one pass over a panel: a `KC x NR` slice is 32 KiB in f32, held in L1.
 const KC: usize = 256;
+/// Row stride of a packed activation tile: `KC` plus one cache line, so the
+/// rows of a tile fall in different L1 sets.
+pub(crate) const LDA: usize = KC + 16;
 
 /// The element type of packed panels (the weights' own dtype).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,12 +224,12 @@ impl PackedLinear {
                         std::ptr::null()
                     };
                     // This (row block, depth block) of the packed activations.
-                    let ablock = a.as_ptr().add(m0 * k + k0 * mlen);
+                    let ablock = a.as_ptr().add(blocks.offset(m0, mlen, kb));
                     let mut r0 = 0;
                     for t in 0..ntiles {
                         let rows = tile_rows(mlen, ntiles, t);
                         let tile = Tile {
-                            a: ablock.add(r0 * kc),
+                            a: ablock.add(r0 * LDA),
                             c: out.get().add((m0 + r0) * out_rs + p * NR),
                             ldc: out_rs,
                             n_valid,
@@ -254,63 +257,54 @@ fn tile_rows(mlen: usize, ntiles: usize, t: usize) -> usize {
 }
 
 /// How the `m x k` activations are cut and packed: row blocks of `mc` rows;
-/// within a block, depth blocks of `KC`; within those, tiles of at most
-/// `MR_MAX` rows stored depth-major (`[depth][row]`), so the micro-kernel
-/// reads them in one forward stream. The packed size is `m * k`.
+/// within a block, depth blocks of `KC` columns, each stored as the block's
+/// rows at stride [`LDA`] (a plain copy, contiguous per depth block).
 struct RowBlocks {
     m: usize,
     k: usize,
     mc: usize,
+    kblocks: usize,
 }
 
 impl RowBlocks {
     fn new(m: usize, k: usize) -> Self {
         // About 1 MiB of packed activations per row block (kept in L2).
         let mc = ((1 << 18) / k.max(1)).clamp(MR_MAX, 4096) / MR_MAX * MR_MAX;
-        RowBlocks { m, k, mc }
+        RowBlocks { m, k, mc, kblocks: k.div_ceil(KC).max(1) }
     }
 
-    /// Packs `x` (`[m, k]`) into `a`, in parallel over row blocks and tiles.
+    /// Where depth block `kb` of the row block starting at row `m0` (of
+    /// `mlen` rows) starts in the packed buffer.
+    fn offset(&self, m0: usize, mlen: usize, kb: usize) -> usize {
+        (m0 * self.kblocks + kb * mlen) * LDA
+    }
+
+    /// Packs `x` (`[m, k]`) into `a`, in parallel over rows when large.
     fn pack(&self, x: &[f32], a: &mut Vec<f32>, threads: usize) {
         let (m, k) = (self.m, self.k);
-        if a.len() < m * k {
-            a.resize(m * k, 0.0);
+        let len = m * self.kblocks * LDA;
+        if a.len() < len {
+            a.resize(len, 0.0);
         }
-        // One task per (row block, tile): the tile's rows over the full depth.
-        let tasks: Vec<(usize, usize, usize, usize)> = (0..m)
-            .step_by(self.mc)
-            .flat_map(|m0| {
-                let mlen = self.mc.min(m - m0);
-                let ntiles = mlen.div_ceil(MR_MAX);
-                let mut r0 = 0;
-                (0..ntiles).map(move |t| {
-                    let rows = tile_rows(mlen, ntiles, t);
-                    r0 += rows;
-                    (m0, mlen, r0 - rows, rows)
-                })
-            })
-            .collect();
         let dst = OutPtr(a.as_mut_ptr());
-        let pack_tile = |&(m0, mlen, r0, rows): &(usize, usize, usize, usize)| {
-            for k0 in (0..k).step_by(KC) {
+        let pack_row = |i: usize| {
+            let m0 = i / self.mc * self.mc;
+            let mlen = self.mc.min(m - m0);
+            for kb in 0..k.div_ceil(KC) {
+                let k0 = kb * KC;
                 let kc = KC.min(k - k0);
-                let at = m0 * k + k0 * mlen + r0 * kc;
-                // SAFETY: tiles partition the rows of each (row block, depth
-                // block), so the `rows * kc` elements at `at` belong to this
-                // task only, and `at + rows * kc <= m * k <= a.len()`.
-                let tile = unsafe { std::slice::from_raw_parts_mut(dst.get().add(at), rows * kc) };
-                for r in 0..rows {
-                    let src = &x[(m0 + r0 + r) * k + k0..][..kc];
-                    for (p, &v) in src.iter().enumerate() {
-                        tile[p * rows + r] = v;
-                    }
-                }
+                let at = self.offset(m0, mlen, kb) + (i - m0) * LDA;
+                // SAFETY: row `i` of depth block `kb` owns `a[at..at + kc]`
+                // (rows are `LDA >= kc` apart and blocks do not overlap), so no
+                // other task writes there, and `at + kc <= len <= a.len()`.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.get().add(at), kc) };
+                row.copy_from_slice(&x[i * k + k0..][..kc]);
             }
         };
         if threads > 1 && m * k >= 1 << 16 {
-            tasks.par_iter().for_each(pack_tile);
+            (0..m).into_par_iter().with_min_len(16).for_each(pack_row);
         } else {
-            tasks.iter().for_each(pack_tile);
+            (0..m).for_each(pack_row);
         }
     }
 }
@@ -332,7 +326,7 @@ unsafe impl Sync for OutPtr {}
 
 /// One micro-kernel call: a `rows x NR` block of the output.
 pub(crate) struct Tile {
-    /// The tile's packed activations, `[depth][rows]`.
+    /// The tile's packed activations: `rows` rows at stride [`LDA`].
     pub a: *const f32,
     /// First output of the block (row stride `ldc`).
     pub c: *mut f32,
