@@ -43,6 +43,9 @@ struct EncoderLayer {
     fc2: Linear,
 }
 
+/// Called with each layer's input and, on request, its attention probabilities.
+type LayerHook<'a> = dyn FnMut(&[f32], Option<Vec<f32>>) + 'a;
+
 /// A stack of pre-LN transformer layers.
 pub(crate) struct Encoder {
     layers: Vec<EncoderLayer>,
@@ -128,7 +131,7 @@ impl Encoder {
         lens: &[usize],
         mask: AttentionMask<'_>,
         probs: bool,
-        on_layer: &mut dyn FnMut(&[f32], Option<Vec<f32>>),
+        on_layer: &mut LayerHook<'_>,
     ) {
         let (d, f) = (self.hidden, self.intermediate);
         let m: usize = lens.iter().sum();

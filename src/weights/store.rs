@@ -21,6 +21,8 @@ struct Entry {
 /// buffers, addressed by name.
 pub struct WeightStore {
     sources: Vec<(String, Bytes)>,
+    /// The file mapping behind each source, if it is one.
+    mappings: Vec<Option<Arc<memmap2::Mmap>>>,
     entries: HashMap<String, Entry>,
 }
 
@@ -61,12 +63,21 @@ fn describe(err: SafeTensorError, len: usize) -> String {
 impl WeightStore {
     /// An empty store.
     fn empty() -> Self {
-        WeightStore { sources: Vec::new(), entries: HashMap::new() }
+        WeightStore { sources: Vec::new(), mappings: Vec::new(), entries: HashMap::new() }
     }
 
     /// Adds the tensors of one safetensors buffer. Names already present are
     /// an error (a sharded checkpoint must not repeat a tensor).
     fn add(&mut self, name: String, bytes: Bytes) -> Result<()> {
+        self.add_mapped(name, bytes, None)
+    }
+
+    fn add_mapped(
+        &mut self,
+        name: String,
+        bytes: Bytes,
+        mapping: Option<Arc<memmap2::Mmap>>,
+    ) -> Result<()> {
         let buf: &[u8] = (*bytes).as_ref();
         let (header_len, metadata) = SafeTensors::read_metadata(buf)
             .map_err(|e| Error::format(format!("{name}: {}", describe(e, buf.len()))))?;
@@ -84,6 +95,7 @@ impl WeightStore {
             }
         }
         self.sources.push((name, bytes));
+        self.mappings.push(mapping);
         Ok(())
     }
 
@@ -97,8 +109,8 @@ impl WeightStore {
     fn add_file(&mut self, path: &Path) -> Result<()> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let bytes: Bytes = if len == 0 {
-            Arc::new(Vec::<u8>::new())
+        let (bytes, mapping): (Bytes, _) = if len == 0 {
+            (Arc::new(Vec::<u8>::new()), None)
         } else {
             // SAFETY: the mapping is read-only and private to this process. Its
             // contents are treated as untrusted bytes and fully validated;
@@ -107,9 +119,10 @@ impl WeightStore {
             // documented contract of every mmap-based loader, safetensors'
             // own included): model files must not be modified while loaded.
             let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-            Arc::new(map)
+            let map = Arc::new(map);
+            (map.clone(), Some(map))
         };
-        self.add(path.display().to_string(), bytes)
+        self.add_mapped(path.display().to_string(), bytes, mapping)
     }
 
     /// Maps several files (shards) into one store.
@@ -245,6 +258,10 @@ impl WeightStore {
             }
         };
         let bytes = self.sources[e.source].1.clone();
-        Ok(Some(WeightTensor::new(bytes, e.byte_offset, dtype, e.shape.clone())))
+        let tensor = WeightTensor::new(bytes, e.byte_offset, dtype, e.shape.clone());
+        Ok(Some(match &self.mappings[e.source] {
+            Some(map) => tensor.with_mapping(map.clone()),
+            None => tensor,
+        }))
     }
 }

@@ -62,6 +62,8 @@ pub enum WeightView<'a> {
 #[derive(Clone)]
 pub struct WeightTensor {
     bytes: Bytes,
+    /// The file mapping `bytes` is, when it is one (see [`Self::release_pages`]).
+    mapping: Option<Arc<memmap2::Mmap>>,
     byte_offset: usize,
     numel: usize,
     dtype: DType,
@@ -87,7 +89,15 @@ impl WeightTensor {
         let raw = &(*bytes).as_ref()[byte_offset..byte_offset + numel * dtype.size()];
         let aligned = (raw.as_ptr() as usize).is_multiple_of(dtype.size());
         if aligned && cfg!(target_endian = "little") {
-            return WeightTensor { bytes, byte_offset, numel, dtype, shape, in_place: true };
+            return WeightTensor {
+                bytes,
+                mapping: None,
+                byte_offset,
+                numel,
+                dtype,
+                shape,
+                in_place: true,
+            };
         }
         let owned: Bytes = match dtype {
             DType::F32 => Arc::new(Owned(
@@ -100,7 +110,15 @@ impl WeightTensor {
                 raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]])).collect(),
             )),
         };
-        WeightTensor { bytes: owned, byte_offset: 0, numel, dtype, shape, in_place: false }
+        WeightTensor {
+            bytes: owned,
+            mapping: None,
+            byte_offset: 0,
+            numel,
+            dtype,
+            shape,
+            in_place: false,
+        }
     }
 
     /// An owned tensor holding `values` converted to `dtype` (for tests,
@@ -112,7 +130,15 @@ impl WeightTensor {
             DType::F16 => Arc::new(Owned(values.iter().map(|&v| f16::from_f32(v)).collect())),
             DType::BF16 => Arc::new(Owned(values.iter().map(|&v| bf16::from_f32(v)).collect())),
         };
-        WeightTensor { bytes, byte_offset: 0, numel: values.len(), dtype, shape, in_place: false }
+        WeightTensor {
+            bytes,
+            mapping: None,
+            byte_offset: 0,
+            numel: values.len(),
+            dtype,
+            shape,
+            in_place: false,
+        }
     }
 
     /// The element type.
@@ -150,6 +176,7 @@ impl WeightTensor {
         shape[0] = count;
         WeightTensor {
             bytes: self.bytes.clone(),
+            mapping: self.mapping.clone(),
             byte_offset: self.byte_offset + start * row * self.dtype.size(),
             numel: count * row,
             dtype: self.dtype,
@@ -171,12 +198,49 @@ impl WeightTensor {
         };
         WeightTensor {
             bytes,
+            mapping: None,
             byte_offset: 0,
             numel: self.numel,
             dtype: self.dtype,
             shape: vec![c, r],
             in_place: false,
         }
+    }
+
+    /// Marks this tensor as coming from `mapping` (the file mapping its
+    /// bytes are), so [`Self::release_pages`] can act.
+    pub(crate) fn with_mapping(mut self, mapping: Arc<memmap2::Mmap>) -> Self {
+        if self.in_place {
+            self.mapping = Some(mapping);
+        }
+        self
+    }
+
+    /// Drops this tensor's pages of the file mapping from the process's
+    /// resident memory, once a copy in another layout is all that will be
+    /// read (the packed GEMM panels). Only whole pages inside the tensor are
+    /// released; reading them again later is correct (they are read back
+    /// from the page cache or the file). Does nothing for tensors not mapped
+    /// from a file.
+    pub(crate) fn release_pages(&self) {
+        let Some(map) = &self.mapping else { return };
+        const PAGE: usize = 4096;
+        let start = self.byte_offset.next_multiple_of(PAGE);
+        let end = (self.byte_offset + self.nbytes()) / PAGE * PAGE;
+        if end <= start {
+            return;
+        }
+        // The mapping's base is page aligned, so offsets aligned to 4 KiB are
+        // page aligned for the kernel too (a larger page size only makes the
+        // call fail, which is harmless: nothing is released).
+        // SAFETY: the mapping is read-only and private (`Mmap::map`) and never
+        // written, so MADV_DONTNEED only unmaps pages whose contents stay
+        // available from the file: later reads through this or any other
+        // tensor see the same bytes. The range lies inside the mapping.
+        #[cfg(unix)]
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
     }
 
     /// The elements widened to f32 (a copy).
