@@ -10,7 +10,7 @@
 mod random_model;
 
 use clip::config::CLIPConfig;
-use clip::{CLIPModel, Tensor};
+use clip::{CLIPModel, Precision, Tensor};
 use random_model::{b32_config, random_store, time_it};
 
 /// FLOPs (2 per multiply-add) of one transformer pass over `seq` tokens.
@@ -233,13 +233,20 @@ fn main() {
             );
         }
     };
-    for f16 in [false, true] {
-        let dtype = if f16 { "f16" } else { "f32" };
+    // "int8": the F32 weights with `Precision::Int8` (int8 weights and
+    // dynamically quantised activations; only where the CPU has VNNI).
+    for dtype in ["f32", "f16", "int8"] {
         if !filter.is_empty() && !filter.iter().any(|f| dtype == f.as_str()) {
             continue;
         }
-        let store = random_store(&config, f16);
-        let model = CLIPModel::from_store(&config, &store).unwrap();
+        if dtype == "int8" && !Precision::int8_supported() {
+            continue;
+        }
+        let store = random_store(&config, dtype == "f16");
+        let mut model = CLIPModel::from_store(&config, &store).unwrap();
+        if dtype == "int8" {
+            model.set_precision(Precision::Int8);
+        }
         for (batch, runs) in [(1usize, 20), (16, 5)] {
             let n = batch * 3 * 224 * 224;
             let px = Tensor::new(

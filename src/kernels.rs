@@ -9,14 +9,17 @@ mod activation;
 mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod int8;
 mod matmul;
 mod norm;
 mod packed;
 
 pub use activation::apply_activation;
 pub use attention::{attention, attention_segments, AttentionMask};
+pub(crate) use matmul::PrecisionHandle;
 pub use matmul::{
-    gemm_f32, linear, linear_accumulate, linear_strided, GemmOperand, Linear, Mat, StackedLinear,
+    gemm_f32, linear, linear_accumulate, linear_strided, GemmOperand, Linear, Mat, Precision,
+    StackedLinear,
 };
 pub(crate) use matmul::{widen_bf16, widen_f16};
 pub use norm::{layer_norm, LayerNorm};

@@ -37,6 +37,7 @@ mod encoder;
 pub use config::{Activation, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig};
 pub use encoder::ForwardOptions;
 pub use error::{Error, ErrorKind, Result};
+pub use kernels::Precision;
 pub use model::{CLIPForImageClassification, CLIPModel, CLIPOutput, ImageClassifierOutput};
 pub use pipeline::{Pipeline, DEFAULT_TEMPLATES};
 pub use processor::CLIPProcessor;

@@ -4,7 +4,7 @@
 use crate::config::{CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig};
 use crate::encoder::ForwardOptions;
 use crate::error::{Error, Result};
-use crate::kernels::{l2_normalize_rows, Linear};
+use crate::kernels::{l2_normalize_rows, Linear, Precision, PrecisionHandle};
 use crate::tensor::Tensor;
 use crate::text_model::{project, TextModelOutput, TextTransformer};
 use crate::vision_model::{vision_config_of, VisionModelOutput, VisionTransformer};
@@ -124,6 +124,7 @@ pub struct CLIPModel {
     logit_scale: f32,
     naming: Naming,
     weights: WeightsSummary,
+    precision: PrecisionHandle,
 }
 
 impl CLIPModel {
@@ -147,16 +148,17 @@ impl CLIPModel {
         let text_model = TextTransformer::load(&loader, &config.text_config)?;
         let vision_model = VisionTransformer::load(&loader, &config.vision_config)?;
         let p = config.projection_dim;
-        let text_projection = Linear::new(
+        let text_projection = loader.linear_of(
             loader.mat("text_projection.weight", p, config.text_config.hidden_size)?,
             None,
         );
-        let visual_projection = Linear::new(
+        let visual_projection = loader.linear_of(
             loader.mat("visual_projection.weight", p, config.vision_config.hidden_size)?,
             None,
         );
         let logit_scale = loader.owned_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0);
         let naming = loader.naming().clone();
+        let precision = loader.precision();
         let weights = loader.finish()?;
         Ok(CLIPModel {
             config: config.clone(),
@@ -167,6 +169,7 @@ impl CLIPModel {
             logit_scale,
             naming,
             weights,
+            precision,
         })
     }
 
@@ -345,6 +348,7 @@ pub struct CLIPForImageClassification {
     classifier: Linear,
     id2label: BTreeMap<usize, String>,
     weights: WeightsSummary,
+    precision: PrecisionHandle,
 }
 
 impl CLIPForImageClassification {
@@ -369,8 +373,9 @@ impl CLIPForImageClassification {
         let loader = Loader::new(store)?;
         let vision_model = VisionTransformer::load(&loader, config)?;
         let classifier = loader.linear("classifier", num_labels, config.hidden_size, true)?;
+        let precision = loader.precision();
         let weights = loader.finish()?;
-        Ok(CLIPForImageClassification { vision_model, classifier, id2label, weights })
+        Ok(CLIPForImageClassification { vision_model, classifier, id2label, weights, precision })
     }
 
     /// Class names by index (from `config.json`'s `id2label`).
@@ -420,3 +425,34 @@ impl CLIPForImageClassification {
         })
     }
 }
+
+/// `precision` / `set_precision` for the model classes (each holds the
+/// handle its layers share).
+macro_rules! precision_accessors {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// How the linear layers compute (default [`Precision::Full`]).
+            pub fn precision(&self) -> Precision {
+                self.precision.get()
+            }
+
+            /// Switches every linear layer of the transformer layers and
+            /// projections to `precision` (the patch embedding stays full
+            /// precision). Int8 weights are quantised on their first use and
+            /// kept beside the full-precision panels, so switching back and
+            /// forth costs nothing after the first pass.
+            pub fn set_precision(&mut self, precision: Precision) {
+                self.precision.set(precision)
+            }
+        }
+    )*};
+}
+
+precision_accessors!(
+    CLIPModel,
+    CLIPForImageClassification,
+    crate::text_model::CLIPTextModel,
+    crate::text_model::CLIPTextModelWithProjection,
+    crate::vision_model::CLIPVisionModel,
+    crate::vision_model::CLIPVisionModelWithProjection
+);

@@ -81,6 +81,11 @@ impl Pipeline {
         &self.model
     }
 
+    /// Sets how the model's linear layers compute (see [`crate::Precision`]).
+    pub fn set_precision(&mut self, precision: crate::Precision) {
+        self.model.set_precision(precision)
+    }
+
     /// The processor.
     pub fn processor(&self) -> &CLIPProcessor {
         &self.processor

@@ -10,7 +10,7 @@
 use crate::config::{CLIPTextConfig, ModelConfig};
 use crate::encoder::{Encoder, EncoderShape, ForwardOptions};
 use crate::error::{Error, Result};
-use crate::kernels::{layer_norm, linear, AttentionMask, LayerNorm, Linear};
+use crate::kernels::{layer_norm, linear, AttentionMask, LayerNorm, Linear, PrecisionHandle};
 use crate::model::{load_model_dir, ModelDir};
 use crate::tensor::Tensor;
 use crate::weights::{Loader, WeightStore, WeightTensor, WeightsSummary};
@@ -221,6 +221,7 @@ impl TextTransformer {
 pub struct CLIPTextModel {
     pub(crate) text_model: TextTransformer,
     weights: WeightsSummary,
+    pub(crate) precision: PrecisionHandle,
 }
 
 impl CLIPTextModel {
@@ -235,8 +236,9 @@ impl CLIPTextModel {
     pub fn from_store(config: &CLIPTextConfig, store: &WeightStore) -> Result<Self> {
         let loader = Loader::new(store)?;
         let text_model = TextTransformer::load(&loader, config)?;
+        let precision = loader.precision();
         let weights = loader.finish()?;
-        Ok(CLIPTextModel { text_model, weights })
+        Ok(CLIPTextModel { text_model, weights, precision })
     }
 
     /// What the model keeps resident: bytes used in place from the mapping vs copied.
@@ -279,6 +281,7 @@ pub struct CLIPTextModelWithProjection {
     text_model: TextTransformer,
     text_projection: Linear,
     weights: WeightsSummary,
+    pub(crate) precision: PrecisionHandle,
 }
 
 impl CLIPTextModelWithProjection {
@@ -302,12 +305,13 @@ impl CLIPTextModelWithProjection {
     ) -> Result<Self> {
         let loader = Loader::new(store)?;
         let text_model = TextTransformer::load(&loader, config)?;
-        let text_projection = Linear::new(
+        let text_projection = loader.linear_of(
             loader.mat("text_projection.weight", projection_dim, config.hidden_size)?,
             None,
         );
+        let precision = loader.precision();
         let weights = loader.finish()?;
-        Ok(CLIPTextModelWithProjection { text_model, text_projection, weights })
+        Ok(CLIPTextModelWithProjection { text_model, text_projection, weights, precision })
     }
 
     /// What the model keeps resident: bytes used in place from the mapping vs copied.

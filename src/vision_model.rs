@@ -7,7 +7,7 @@
 use crate::config::{CLIPVisionConfig, ModelConfig};
 use crate::encoder::{Encoder, EncoderShape, ForwardOptions};
 use crate::error::{Error, Result};
-use crate::kernels::{layer_norm, linear, AttentionMask, LayerNorm, Linear, Mat};
+use crate::kernels::{layer_norm, linear, AttentionMask, LayerNorm, Linear, Mat, PrecisionHandle};
 use crate::model::{load_model_dir, ModelDir};
 use crate::tensor::Tensor;
 use crate::text_model::project;
@@ -222,6 +222,7 @@ fn interpolate_bicubic(
 pub struct CLIPVisionModel {
     pub(crate) vision_model: VisionTransformer,
     weights: WeightsSummary,
+    pub(crate) precision: PrecisionHandle,
 }
 
 impl CLIPVisionModel {
@@ -236,8 +237,9 @@ impl CLIPVisionModel {
     pub fn from_store(config: &CLIPVisionConfig, store: &WeightStore) -> Result<Self> {
         let loader = Loader::new(store)?;
         let vision_model = VisionTransformer::load(&loader, config)?;
+        let precision = loader.precision();
         let weights = loader.finish()?;
-        Ok(CLIPVisionModel { vision_model, weights })
+        Ok(CLIPVisionModel { vision_model, weights, precision })
     }
 
     /// What the model keeps resident: bytes used in place from the mapping vs copied.
@@ -278,6 +280,7 @@ pub struct CLIPVisionModelWithProjection {
     vision_model: VisionTransformer,
     visual_projection: Linear,
     weights: WeightsSummary,
+    pub(crate) precision: PrecisionHandle,
 }
 
 impl CLIPVisionModelWithProjection {
@@ -301,12 +304,13 @@ impl CLIPVisionModelWithProjection {
     ) -> Result<Self> {
         let loader = Loader::new(store)?;
         let vision_model = VisionTransformer::load(&loader, config)?;
-        let visual_projection = Linear::new(
+        let visual_projection = loader.linear_of(
             loader.mat("visual_projection.weight", projection_dim, config.hidden_size)?,
             None,
         );
+        let precision = loader.precision();
         let weights = loader.finish()?;
-        Ok(CLIPVisionModelWithProjection { vision_model, visual_projection, weights })
+        Ok(CLIPVisionModelWithProjection { vision_model, visual_projection, weights, precision })
     }
 
     /// What the model keeps resident: bytes used in place from the mapping vs copied.

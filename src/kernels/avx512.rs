@@ -5,6 +5,7 @@
 //! widened from 16-bit when needed), broadcasts one activation per output row
 //! and issues `2 * ROWS` fused multiply-adds into register accumulators.
 
+use super::int8::TileI8;
 use super::packed::{Tile, LDA, NR};
 use std::arch::x86_64::*;
 
@@ -80,5 +81,57 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
         }
         _mm512_mask_storeu_ps(c, m0, v0);
         _mm512_mask_storeu_ps(c.add(16), m1, v1);
+    }
+}
+
+/// The int8 micro-kernel of [`super::int8`]: `ROWS x 32` outputs from
+/// `groups` groups of four depths, `u8 x i8` products summed in i32 by
+/// `vpdpbusd`, then `y = s_m s_n (acc - offset_n) + b_n (+ y)`.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX-512 VNNI. `b` points at `groups * 4 * NR`
+/// bytes of panel; `t.a` at `ROWS` rows of `groups * 4` bytes (stride
+/// `t.lda`); `t.row_scale` at `ROWS` f32; `t.scale`, `t.offset` (and
+/// `t.bias` unless null) at `NR` elements; `t.c` at `ROWS` rows of
+/// `t.n_valid` f32 (stride `t.ldc`) that only this call accesses.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub(crate) unsafe fn kernel_i8<const ROWS: usize>(groups: usize, b: *const u8, t: &TileI8) {
+    let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
+    for g in 0..groups {
+        let b0 = _mm512_loadu_si512(b.add(g * 4 * NR).cast());
+        let b1 = _mm512_loadu_si512(b.add(g * 4 * NR + 64).cast());
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let four = t.a.add(r * t.lda + 4 * g).cast::<i32>().read_unaligned();
+            let av = _mm512_set1_epi32(four);
+            acc[0] = _mm512_dpbusd_epi32(acc[0], av, b0);
+            acc[1] = _mm512_dpbusd_epi32(acc[1], av, b1);
+        }
+    }
+    let valid = t.n_valid.min(NR);
+    let m0: __mmask16 = if valid >= 16 { 0xffff } else { (1u16 << valid) - 1 };
+    let m1: __mmask16 =
+        if valid >= 32 { 0xffff } else { ((1u32 << valid.saturating_sub(16)) - 1) as u16 };
+    let scale = [_mm512_maskz_loadu_ps(m0, t.scale), _mm512_maskz_loadu_ps(m1, t.scale.add(16))];
+    let offset =
+        [_mm512_maskz_loadu_epi32(m0, t.offset), _mm512_maskz_loadu_epi32(m1, t.offset.add(16))];
+    let bias = if t.bias.is_null() {
+        [_mm512_setzero_ps(); 2]
+    } else {
+        [_mm512_maskz_loadu_ps(m0, t.bias), _mm512_maskz_loadu_ps(m1, t.bias.add(16))]
+    };
+    for (r, acc) in acc.iter().enumerate() {
+        let c = t.c.add(r * t.ldc);
+        let sa = _mm512_set1_ps(*t.row_scale.add(r));
+        let mut v = [_mm512_setzero_ps(); 2];
+        for h in 0..2 {
+            let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[h], offset[h]));
+            v[h] = _mm512_fmadd_ps(_mm512_mul_ps(exact, scale[h]), sa, bias[h]);
+        }
+        if t.load_c {
+            v[0] = _mm512_add_ps(v[0], _mm512_maskz_loadu_ps(m0, c));
+            v[1] = _mm512_add_ps(v[1], _mm512_maskz_loadu_ps(m1, c.add(16)));
+        }
+        _mm512_mask_storeu_ps(c, m0, v[0]);
+        _mm512_mask_storeu_ps(c.add(16), m1, v[1]);
     }
 }

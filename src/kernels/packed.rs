@@ -74,11 +74,11 @@ fn pack_panels<T: bytemuck::Pod + Send + Sync>(rows: &[&[T]], k: usize, out: &mu
 /// zero filled by the OS), asked to be backed by transparent huge pages on
 /// Linux. Packing touches every byte once, and with 4 KiB pages the page
 /// faults alone cost more than the copy (86,000 faults for B/32 in F32).
-struct PanelMemory(Option<memmap2::MmapMut>);
+pub(crate) struct PanelMemory(Option<memmap2::MmapMut>);
 
 impl PanelMemory {
     /// `None` if the OS refuses the mapping (the caller falls back to `gemm`).
-    fn zeroed(bytes: usize) -> Option<Self> {
+    pub(crate) fn zeroed(bytes: usize) -> Option<Self> {
         if bytes == 0 {
             return Some(PanelMemory(None));
         }
@@ -88,11 +88,11 @@ impl PanelMemory {
         Some(PanelMemory(Some(map)))
     }
 
-    fn as_ptr(&self) -> *const u8 {
+    pub(crate) fn as_ptr(&self) -> *const u8 {
         self.0.as_ref().map_or(std::ptr::NonNull::dangling().as_ptr(), |m| m.as_ptr())
     }
 
-    fn as_mut_slice<T: bytemuck::Pod>(&mut self) -> &mut [T] {
+    pub(crate) fn as_mut_slice<T: bytemuck::Pod>(&mut self) -> &mut [T] {
         match self.0.as_mut() {
             Some(m) => bytemuck::cast_slice_mut(&mut m[..]),
             None => &mut [],
@@ -298,7 +298,7 @@ thread_local! {
 }
 
 /// Height of tile `t` when `mlen` rows are split into `ntiles` near-equal tiles.
-fn tile_rows(mlen: usize, ntiles: usize, t: usize) -> usize {
+pub(crate) fn tile_rows(mlen: usize, ntiles: usize, t: usize) -> usize {
     mlen / ntiles + usize::from(t < mlen % ntiles)
 }
 
@@ -357,10 +357,10 @@ impl RowBlocks {
 
 /// An output (or packing) pointer shared by the threads of one product.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 
 impl OutPtr {
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

@@ -17,7 +17,7 @@
 use super::store::WeightStore;
 use super::tensor::{DType, WeightTensor};
 use crate::error::{Error, Result};
-use crate::kernels::{LayerNorm, Linear, Mat};
+use crate::kernels::{LayerNorm, Linear, Mat, PrecisionHandle};
 use std::cell::RefCell;
 
 /// The weight naming scheme of a checkpoint.
@@ -159,6 +159,7 @@ pub(crate) struct Loader<'a> {
     naming: Naming,
     missing: RefCell<Vec<String>>,
     summary: RefCell<WeightsSummary>,
+    precision: PrecisionHandle,
 }
 
 impl<'a> Loader<'a> {
@@ -175,6 +176,7 @@ impl<'a> Loader<'a> {
             naming: Naming::detect(store),
             missing: RefCell::new(Vec::new()),
             summary: RefCell::new(WeightsSummary::default()),
+            precision: PrecisionHandle::default(),
         })
     }
 
@@ -281,7 +283,17 @@ impl<'a> Loader<'a> {
         let mat = self.mat(&format!("{prefix}.weight"), out_features, in_features)?;
         let bias =
             if bias { Some(self.vector(&format!("{prefix}.bias"), out_features)?) } else { None };
-        Ok(Linear::new(mat, bias))
+        Ok(self.linear_of(mat, bias))
+    }
+
+    /// A linear layer over `mat` following the model's shared precision.
+    pub(crate) fn linear_of(&self, mat: Mat, bias: Option<Vec<f32>>) -> Linear {
+        Linear::new(mat, bias).with_precision(self.precision.clone())
+    }
+
+    /// The precision shared by the layers this loader makes.
+    pub(crate) fn precision(&self) -> PrecisionHandle {
+        self.precision.clone()
     }
 
     /// The layer norm `{prefix}.weight` / `{prefix}.bias`.
