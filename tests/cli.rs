@@ -118,6 +118,27 @@ fn tag_sample_images() {
     assert_eq!(t[0]["labels"][0]["label"], "blue");
 }
 
+/// `--int8` tags the samples as full precision does (the int8 cost on this
+/// model is measured in tests/int8_precision.rs), with scores within 0.05.
+#[test]
+fn tag_int8_agrees_with_full_precision() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["tag", "--labels-file", "examples/labels.txt", "--format", "jsonl"];
+        args.extend_from_slice(extra);
+        args.push("examples/images/");
+        jsonl(&ok(&args))
+    };
+    let (full, int8) = (run(&[]), run(&["--int8"]));
+    assert_eq!(full.len(), int8.len());
+    for (a, b) in full.iter().zip(&int8) {
+        assert_eq!(a["path"], b["path"]);
+        assert_eq!(a["labels"][0]["label"], b["labels"][0]["label"], "{}", a["path"]);
+        let (sa, sb) =
+            (a["labels"][0]["score"].as_f64().unwrap(), b["labels"][0]["score"].as_f64().unwrap());
+        assert!((sa - sb).abs() < 0.05, "{}: {sa} vs {sb}", a["path"]);
+    }
+}
+
 #[test]
 fn embed_texts_jsonl_and_npy_agree_with_the_library() {
     let out =

@@ -22,14 +22,33 @@ pub struct ModelArg {
     /// preprocessor files). Default: the small demo model built into clip.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
+    /// Compute with int8 weights and activations: about 2x faster on CPUs
+    /// with AVX-512 VNNI; embeddings move by ~1e-4 in cosine similarity (see
+    /// the README). Without VNNI this changes nothing.
+    #[arg(long)]
+    pub int8: bool,
 }
 
 impl ModelArg {
     /// Loads the pipeline of `--model`, or the embedded default.
     pub fn load(&self) -> Result<Pipeline> {
-        match &self.model {
-            Some(dir) => Pipeline::from_dir(dir),
-            None => clip::default_model::pipeline(),
+        let mut pipeline = match &self.model {
+            Some(dir) => Pipeline::from_dir(dir)?,
+            None => clip::default_model::pipeline()?,
+        };
+        if self.int8 {
+            pipeline.set_precision(clip::Precision::Int8);
+        }
+        Ok(pipeline)
+    }
+
+    /// `"|int8"` when the embeddings are computed in int8 (part of the cache
+    /// and index identities: int8 and full-precision embeddings differ).
+    pub fn precision_tag(&self) -> &'static str {
+        if self.int8 {
+            "|int8"
+        } else {
+            ""
         }
     }
 

@@ -64,6 +64,9 @@ pub struct SearchArgs {
     /// Model directory (default: the one the index was built with).
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
+    /// Embed the query in int8 (see `clip index --int8`).
+    #[arg(long)]
+    int8: bool,
     /// The query.
     #[arg(value_name = "QUERY")]
     query: String,
@@ -82,10 +85,11 @@ fn stat(path: &Path) -> Option<(u64, u64)> {
 }
 
 fn identity(model: &ModelArg) -> String {
-    match &model.model {
+    let id = match &model.model {
         None => format!("builtin-{}", env!("CARGO_PKG_VERSION")),
         Some(d) => std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()).display().to_string(),
-    }
+    };
+    id + model.precision_tag()
 }
 
 fn load_index(dir: &Path) -> Result<(IndexFile, Tensor)> {
@@ -215,7 +219,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Runs `clip search`.
 pub fn run_search(args: &SearchArgs) -> Result<()> {
     let (meta, emb) = load_index(&args.index)?;
-    let model = ModelArg { model: args.model.clone().or(meta.model_dir.clone()) };
+    let model = ModelArg { model: args.model.clone().or(meta.model_dir.clone()), int8: args.int8 };
     let pipeline = model.load()?;
     if pipeline.embedding_dim() != meta.dim {
         return Err(Error::invalid(format!(

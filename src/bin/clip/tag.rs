@@ -188,7 +188,7 @@ fn cache_dir() -> Option<PathBuf> {
 /// What identifies a model's weights for the cache: its files' sizes and
 /// modification times, or the library version for the built-in model.
 fn model_identity(model: &ModelArg) -> String {
-    match &model.model {
+    let id = match &model.model {
         None => format!("builtin-{}", env!("CARGO_PKG_VERSION")),
         Some(dir) => {
             let mut id =
@@ -208,7 +208,8 @@ fn model_identity(model: &ModelArg) -> String {
             }
             id
         }
-    }
+    };
+    id + model.precision_tag()
 }
 
 /// Label embeddings, from the cache when the same model, labels and
