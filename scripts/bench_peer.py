@@ -30,8 +30,8 @@ def timeit(fn, runs):
     return statistics.median(ts), ts[0], ts[-1]
 
 
-def emit(runtime, task, batch, tokens, med, lo, hi):
-    print(json.dumps({"runtime": runtime, "task": task, "dtype": "f32", "batch": batch, "tokens": tokens,
+def emit(runtime, task, batch, tokens, med, lo, hi, dtype="f32"):
+    print(json.dumps({"runtime": runtime, "task": task, "dtype": dtype, "batch": batch, "tokens": tokens,
                       "per_second": batch / med, "median_ms": med * 1e3, "min_ms": lo * 1e3,
                       "max_ms": hi * 1e3}), flush=True)
 
@@ -63,6 +63,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runtimes", default="pytorch,onnxruntime")
+    ap.add_argument("--no-int8", action="store_true",
+                    help="skip the int8 peers (PyTorch quantize_dynamic, ONNX Runtime quantize_dynamic)")
     ap.add_argument("--text-inputs", default=os.path.join(os.path.dirname(__file__), "..", "target",
                                                           "bench-inputs", "texts.json"),
                     help="text ids/masks written by `cargo bench --bench model` (default: %(default)s)")
@@ -78,14 +80,23 @@ def main():
     cases_img = [(1, 20), (16, 5)]
     cases_txt = text_cases(args.text_inputs)
     if "pytorch" in runtimes:
+        # int8: dynamic quantisation of every nn.Linear (int8 weights, activations quantised per
+        # product), PyTorch's counterpart of clip's Precision::Int8.
+        variants = [("f32", model)]
+        if not args.no_int8:
+            variants.append(("int8", torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
+                                                                             dtype=torch.qint8)))
         with torch.inference_mode():
-            for batch, runs in cases_img:
-                px = torch.randn(batch, 3, 224, 224)
-                emit("pytorch", "image", batch, None, *timeit(lambda: model.get_image_features(pixel_values=px), runs))
-            for task, ids, mask, runs in cases_txt:
-                batch, length = ids.shape
-                emit("pytorch", task, batch, length,
-                     *timeit(lambda: model.get_text_features(input_ids=ids, attention_mask=mask), runs))
+            for dtype, m in variants:
+                for batch, runs in cases_img:
+                    px = torch.randn(batch, 3, 224, 224)
+                    emit("pytorch", "image", batch, None,
+                         *timeit(lambda: m.get_image_features(pixel_values=px), runs), dtype=dtype)
+                for task, ids, mask, runs in cases_txt:
+                    batch, length = ids.shape
+                    emit("pytorch", task, batch, length,
+                         *timeit(lambda: m.get_text_features(input_ids=ids, attention_mask=mask), runs),
+                         dtype=dtype)
     if "onnxruntime" in runtimes:
         try:
             import onnxruntime as ort
@@ -121,15 +132,26 @@ def main():
             so = ort.SessionOptions()
             so.intra_op_num_threads = args.threads
             so.inter_op_num_threads = 1
-            img = ort.InferenceSession(img_path, so, providers=["CPUExecutionProvider"])
-            txt = ort.InferenceSession(txt_path, so, providers=["CPUExecutionProvider"])
-            for batch, runs in cases_img:
-                px = torch.randn(batch, 3, 224, 224).numpy()
-                emit("onnxruntime", "image", batch, None, *timeit(lambda: img.run(None, {"px": px}), runs))
-            for task, ids, mask, runs in cases_txt:
-                batch, length = ids.shape
-                feed = {"ids": ids.numpy(), "mask": mask.numpy()}
-                emit("onnxruntime", task, batch, length, *timeit(lambda: txt.run(None, feed), runs))
+            paths = [("f32", img_path, txt_path)]
+            if not args.no_int8:
+                # int8: onnxruntime.quantization.quantize_dynamic (int8 weights, dynamic activations).
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+                qi, qt = os.path.join(d, "img-int8.onnx"), os.path.join(d, "txt-int8.onnx")
+                quantize_dynamic(img_path, qi, weight_type=QuantType.QInt8)
+                quantize_dynamic(txt_path, qt, weight_type=QuantType.QInt8)
+                paths.append(("int8", qi, qt))
+            for dtype, ip, tp in paths:
+                img = ort.InferenceSession(ip, so, providers=["CPUExecutionProvider"])
+                txt = ort.InferenceSession(tp, so, providers=["CPUExecutionProvider"])
+                for batch, runs in cases_img:
+                    px = torch.randn(batch, 3, 224, 224).numpy()
+                    emit("onnxruntime", "image", batch, None, *timeit(lambda: img.run(None, {"px": px}), runs),
+                         dtype=dtype)
+                for task, ids, mask, runs in cases_txt:
+                    batch, length = ids.shape
+                    feed = {"ids": ids.numpy(), "mask": mask.numpy()}
+                    emit("onnxruntime", task, batch, length, *timeit(lambda: txt.run(None, feed), runs),
+                         dtype=dtype)
 
 
 if __name__ == "__main__":
