@@ -452,6 +452,21 @@ mod tests {
                     linear(&x, m, &layer, &mut out, threads);
                     let err = out.iter().zip(&exp).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
                     assert!(err < 1e-5, "{dtype:?} threads={threads}: max err {err}");
+                    // The `gemm` path directly (what CPUs without the packed
+                    // kernel run), overwriting and accumulating.
+                    let mut out = vec![f32::NAN; m * n];
+                    linear_fallback(&x, m, &layer, &mut out, n, false, threads);
+                    let err = out.iter().zip(&exp).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                    assert!(err < 1e-5, "gemm {dtype:?} threads={threads}: max err {err}");
+                    let before = pseudo(m * n, 9);
+                    let mut out = before.clone();
+                    linear_fallback(&x, m, &layer, &mut out, n, true, threads);
+                    let err = out
+                        .iter()
+                        .zip(exp.iter().zip(&before))
+                        .map(|(a, (e, b0))| (a - e - b0).abs())
+                        .fold(0.0, f32::max);
+                    assert!(err < 1e-5, "gemm accumulate {dtype:?} threads={threads}: {err}");
                 }
             }
         }
