@@ -39,7 +39,8 @@ the parent through fork/vfork + exec (a child spawned by a parent that had
 reached 2 GiB reports at least 2 GiB), so it measures the parent as well.
 
 Usage: python3 scripts/bench_startup_peer.py --threads 2 [--runs 7]
-       [--runtimes pytorch,pytorch-f16,onnxruntime] [--models target/bench-models]
+       [--runtimes pytorch,pytorch-f16,onnxruntime]
+       [--models DIR (default $CARGO_TARGET_DIR/bench-models or target/bench-models)]
 """
 import time
 
@@ -173,7 +174,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--runtimes", default="pytorch,pytorch-f16,onnxruntime")
-    ap.add_argument("--models", default=os.path.join(ROOT, "target", "bench-models"))
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))  # as benches/startup.rs
+    ap.add_argument("--models", default=os.path.join(target, "bench-models"))
     ap.add_argument("--child", nargs=6, metavar=("RUNTIME", "INPUT", "DIR", "IMAGE", "THREADS", "SPAWNED_AT"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
