@@ -5,6 +5,8 @@
 use clip::config::{CLIPConfig, CLIPTextConfig, CLIPVisionConfig};
 use clip::weights::WeightStore;
 use safetensors::tensor::{Dtype, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
 
 /// `openai/clip-vit-base-patch32`'s configuration.
 pub fn b32_config() -> CLIPConfig {
@@ -66,8 +68,14 @@ pub fn clip_tensors(c: &CLIPConfig) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-/// A safetensors file with random weights of the config's shapes, in memory.
-pub fn random_store(c: &CLIPConfig, f16: bool) -> WeightStore {
+/// Random weights of the config's shapes (F16 or F32), handed to `f` as
+/// safetensors views (with the `{"format": "pt"}` metadata transformers
+/// expects), so they can be serialized in memory or to a file.
+fn with_random_views<R>(
+    c: &CLIPConfig,
+    f16: bool,
+    f: impl FnOnce(Vec<(String, TensorView<'_>)>, Option<HashMap<String, String>>) -> R,
+) -> R {
     let tensors = clip_tensors(c);
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
@@ -93,8 +101,20 @@ pub fn random_store(c: &CLIPConfig, f16: bool) -> WeightStore {
         .zip(&buffers)
         .map(|((name, shape), b)| (name.clone(), TensorView::new(dtype, shape.clone(), b).unwrap()))
         .collect();
-    let bytes = safetensors::serialize(views, None).unwrap();
+    f(views, Some(HashMap::from([("format".to_string(), "pt".to_string())])))
+}
+
+/// A safetensors file with random weights of the config's shapes, in memory.
+pub fn random_store(c: &CLIPConfig, f16: bool) -> WeightStore {
+    let bytes =
+        with_random_views(c, f16, |views, meta| safetensors::serialize(views, meta).unwrap());
     WeightStore::from_bytes("random", bytes).unwrap()
+}
+
+/// Writes the same random weights as [`random_store`] to a safetensors file.
+pub fn write_random_safetensors(c: &CLIPConfig, f16: bool, path: &Path) {
+    with_random_views(c, f16, |views, meta| safetensors::serialize_to_file(views, meta, path))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
 /// Median and range of `runs` timings of `f`, in seconds.

@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
-"""Runs the Rust model bench and its peers (PyTorch, ONNX Runtime) in one
+"""Runs the Rust benches and their peers (PyTorch, ONNX Runtime) in one
 session, alternating, with the same thread count, and prints the ratios.
 
-Usage: python3 scripts/bench_compare.py [--threads 2] [--rounds 2] [--out FILE.md]
-Needs: cargo, and `pip install torch transformers onnxruntime onnx`.
+Two suites, both by default:
+- throughput: `cargo bench --bench model` and scripts/bench_peer.py;
+- startup: `cargo bench --bench startup` (fresh process: load to first
+  embedding, peak RSS) and scripts/bench_startup_peer.py.
+Each round runs every selected Rust bench and then its peer; the tables give
+the median over rounds of the per-round medians.
+
+Usage: python3 scripts/bench_compare.py [--threads 2] [--rounds 2]
+         [--suite all|throughput|startup] [--startup-runs 5] [--out FILE.md]
+Needs: cargo, and `pip install torch torchvision transformers onnxruntime onnx`.
 """
 import argparse
 import collections
@@ -26,19 +34,54 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--suite", choices=["all", "throughput", "startup"], default="all")
+    ap.add_argument("--startup-runs", type=int, default=5, help="fresh processes per start-up job and round")
     ap.add_argument("--out")
     args = ap.parse_args()
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
-    subprocess.run(["cargo", "bench", "--bench", "model", "--no-run"], cwd=ROOT, check=True)
+    throughput, startup = args.suite in ("all", "throughput"), args.suite in ("all", "startup")
+    if throughput:
+        subprocess.run(["cargo", "bench", "--bench", "model", "--no-run"], cwd=ROOT, check=True)
+    if startup:
+        subprocess.run(["cargo", "bench", "--bench", "startup", "--no-run"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "bench", "-q", "--bench", "startup", "--", "--prepare"], cwd=ROOT, check=True)
     results = collections.defaultdict(list)
+    starts = collections.defaultdict(list)
+    load_before = os.getloadavg()
     for r in range(args.rounds):
-        for rec in run_jsonl(["cargo", "bench", "-q", "--bench", "model", "--", "--json"], env):
-            results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
-        for rec in run_jsonl([sys.executable, "scripts/bench_peer.py", "--threads", str(args.threads)], env):
-            results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
+        if throughput:
+            for rec in run_jsonl(["cargo", "bench", "-q", "--bench", "model", "--", "--json"], env):
+                results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
+            for rec in run_jsonl([sys.executable, "scripts/bench_peer.py", "--threads", str(args.threads)], env):
+                results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
+        if startup:
+            runs = str(args.startup_runs)
+            for rec in run_jsonl(["cargo", "bench", "-q", "--bench", "startup", "--", "--json", "--runs", runs], env):
+                starts[("clip", rec["input"], rec["dtype"])].append(rec)
+                if rec.get("cli_to_exit_median_s") is not None:
+                    starts[("clip-cli", rec["input"], rec["dtype"])].append(
+                        {"median_s": rec["cli_to_exit_median_s"], "min_s": rec["cli_to_exit_min_s"],
+                         "max_s": rec["cli_to_exit_max_s"]})
+            for rec in run_jsonl([sys.executable, "scripts/bench_startup_peer.py", "--threads", str(args.threads),
+                                  "--runs", runs], env):
+                starts[(rec["runtime"], rec["input"], rec["dtype"])].append(rec)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     lines = [f"Machine: {cpu}, {os.cpu_count()} cores; {args.threads} threads for every runtime; "
-             f"{args.rounds} alternating rounds, medians of the per-round medians (range over rounds).", "",
+             f"{args.rounds} alternating rounds; load average {load_before[0]:.2f} before, "
+             f"{os.getloadavg()[0]:.2f} after."]
+    if throughput:
+        lines += throughput_table(results, args)
+    if startup:
+        lines += startup_table(starts, args)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+def throughput_table(results, args):
+    lines = ["", "Throughput: medians of the per-round medians (range over rounds).", "",
              "| task | batch | tokens | clip f32 /s | clip f16 /s | PyTorch /s | ONNX Runtime /s | clip/PyTorch | clip/ORT | clip % of peak |",
              "|---|---|---|---|---|---|---|---|---|---|"]
 
@@ -63,11 +106,75 @@ def main():
         ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
         lines.append(f"| {task} | {batch} | {tokens or '-'} | {f(c32, c32r)} | {f(c16, c16r)} | {f(pt, ptr)} | {f(ort, ortr)} | "
                      f"{ratio(c32, pt)} | {ratio(c32, ort)} | {share * 100:.0f}% |" if share else "| - |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    return lines
+
+
+STARTUP_NAMES = {"clip": "clip", "clip-cli": "`clip embed` (to exit)", "pytorch": "PyTorch (F32 load)",
+                 "pytorch-f16": "PyTorch (dtype auto: F16)", "onnxruntime": "ONNX Runtime"}
+
+
+def startup_table(starts, args):
+    """Rows per input, dtype and runtime: seconds to first embedding and peak RSS, with clip's ratios."""
+    fields = {"time": ("median_s", "min_s", "max_s"),
+              "after": ("in_process_median_s", "in_process_min_s", "in_process_max_s"),
+              "rss": ("peak_rss_mib", "peak_rss_min_mib", "peak_rss_max_mib")}
+
+    def agg(key, what):
+        """Median of the per-round medians, min and max over all processes."""
+        f_med, f_lo, f_hi = fields[what]
+        recs = [r for r in starts.get(key, []) if r.get(f_med) is not None]
+        if not recs:
+            return None
+        return (statistics.median(r[f_med] for r in recs), min(r[f_lo] for r in recs), max(r[f_hi] for r in recs))
+
+    fmt = lambda v, d: "-" if v is None else f"{v[0]:.{d}f} ({v[1]:.{d}f}-{v[2]:.{d}f})"
+    lines = ["", f"Start-up: a fresh process loads the model directory and returns its first embedding "
+             f"({args.startup_runs} processes per job and round after one page-cache warm-up process; "
+             "median over rounds of the per-round medians, range over all processes). "
+             "'first embedding' is spawn to first embedding (interpreter start and imports included, exit not); "
+             "'after imports' leaves out the imports; peak RSS is the process's VmHWM (/proc/self/status) up to the "
+             "first embedding; the `clip embed` row is spawn to exit, for reference. "
+             "'embed / again' is the in-process time of the first embedding and of a second one of the same input "
+             "(after the measurement; the difference is first-use cost such as packing weights). "
+             "clip ÷ X < 1 means clip is faster / smaller.", "",
+             "| input | dtype | runtime | first embedding s | after imports s | embed / again s | peak RSS MiB "
+             "| clip ÷ X time | clip ÷ X after imports | clip ÷ X RSS |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for inp in ("image", "text"):
+        for dt in ("f32", "f16"):
+            base_t = agg(("clip", inp, dt), "time")
+            base_m = agg(("clip", inp, dt), "rss")
+            base_ip = agg(("clip", inp, dt), "after")
+            for rt in STARTUP_NAMES:
+                key = (rt, inp, dt)
+                if key not in starts:
+                    continue
+                t, ip = agg(key, "time"), agg(key, "after")
+                m = agg(key, "rss") if rt != "clip-cli" else None
+                ratio_t = f"{base_t[0] / t[0]:.2f}" if base_t and t and rt != "clip-cli" else "-"
+                ratio_m = f"{base_m[0] / m[0]:.2f}" if base_m and m else "-"
+                ratio_ip = f"{base_ip[0] / ip[0]:.2f}" if base_ip and ip else "-"
+                recs = starts[key]
+                again = (f"{statistics.median(r['embed_median_s'] for r in recs):.3f} / "
+                         f"{statistics.median(r['second_embed_median_s'] for r in recs):.3f}"
+                         if all("second_embed_median_s" in r for r in recs) else "-")
+                lines.append(f"| {inp} | {dt} | {STARTUP_NAMES[rt]} | {fmt(t, 3)} | {fmt(ip, 3)} | {again} | {fmt(m, 0)} | "
+                             f"{ratio_t} | {ratio_ip} | {ratio_m} |")
+    # The issue's targets, against what was measured.
+    c32, c16 = agg(("clip", "image", "f32"), "time"), agg(("clip", "image", "f16"), "time")
+    m32, m16 = agg(("clip", "image", "f32"), "rss"), agg(("clip", "image", "f16"), "rss")
+    p32 = agg(("pytorch", "image", "f32"), "rss")
+    targets = []
+    if c32 and c16:
+        targets.append(f"First embedding under 0.3 s: F32 {c32[0]:.3f} s, F16 {c16[0]:.3f} s.")
+    if m32 and p32:
+        targets.append(f"Peak RSS at most half of PyTorch's (F32): {m32[0] / p32[0]:.2f}x.")
+    if m32 and m16 and c32 and c16:
+        targets.append(f"F16 vs F32: peak RSS {m16[0] / m32[0]:.2f}x (target 0.5x), "
+                       f"time {c16[0] / c32[0]:.2f}x (target at most 1.10x).")
+    if targets:
+        lines += ["", "Targets (image): " + " ".join(targets)]
+    return lines
 
 
 if __name__ == "__main__":
