@@ -47,10 +47,14 @@ def main():
         subprocess.run(["cargo", "bench", "-q", "--bench", "startup", "--", "--prepare"], cwd=ROOT, check=True)
     results = collections.defaultdict(list)
     starts = collections.defaultdict(list)
+    peaks = []
     load_before = os.getloadavg()
     for r in range(args.rounds):
         if throughput:
             for rec in run_jsonl(["cargo", "bench", "-q", "--bench", "model", "--", "--json"], env):
+                if rec["task"] == "peak":
+                    peaks.append(rec)
+                    continue
                 results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
             for rec in run_jsonl([sys.executable, "scripts/bench_peer.py", "--threads", str(args.threads)], env):
                 results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
@@ -70,6 +74,12 @@ def main():
              f"{args.rounds} alternating rounds; load average {load_before[0]:.2f} before, "
              f"{os.getloadavg()[0]:.2f} after."]
     if throughput:
+        if peaks:
+            m = [p["measured_gflops"] for p in peaks if p.get("measured_gflops")]
+            lines.append(f"FMA peak with {args.threads} threads: nominal {peaks[0]['nominal_gflops']:.0f} GFLOP/s "
+                         f"(cpuinfo clock), measured {statistics.median(m):.0f} GFLOP/s "
+                         f"({min(m):.0f}-{max(m):.0f}; register-only AVX-512 FMA loop); '% of peak' uses the measured one."
+                         if m else "")
         lines += throughput_table(results, args)
     if startup:
         lines += startup_table(starts, args)
@@ -81,9 +91,13 @@ def main():
 
 
 def throughput_table(results, args):
-    lines = ["", "Throughput: medians of the per-round medians (range over rounds).", "",
-             "| task | batch | tokens | clip f32 /s | clip f16 /s | PyTorch /s | ONNX Runtime /s | clip/PyTorch | clip/ORT | clip % of peak |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["", "Throughput: medians of the per-round medians (range over rounds). int8: clip's "
+             "`Precision::Int8`, PyTorch's `quantize_dynamic` and ONNX Runtime's `quantize_dynamic` (int8 weights, "
+             "dynamically quantised activations); the ratios compare clip f32 with the peers' f32 and clip int8 "
+             "with the peers' int8.", "",
+             "| task | batch | tokens | clip f32 /s | clip f16 /s | PyTorch /s | ONNX Runtime /s | clip/PyTorch | clip/ORT "
+             "| clip % of peak | clip int8 /s | PyTorch int8 /s | ORT int8 /s | int8: clip/PyTorch | int8: clip/ORT |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def med(key):
         recs = results.get(key)
@@ -96,16 +110,20 @@ def throughput_table(results, args):
     for (rt, task, dtype, batch, tokens) in results:
         if rt == "clip" and dtype == "f32" and (task, batch, tokens) not in rows:
             rows.append((task, batch, tokens))
+    f = lambda v, r: f"{v:.1f} ({r})" if v else "-"
+    ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
     for task, batch, tokens in rows:
         c32, c32r = med(("clip", task, "f32", batch, tokens))
         c16, c16r = med(("clip", task, "f16", batch, tokens))
         pt, ptr = med(("pytorch", task, "f32", batch, tokens))
         ort, ortr = med(("onnxruntime", task, "f32", batch, tokens))
-        share = statistics.median(x["peak_share"] for x in results[("clip", task, "f32", batch, tokens)]) if c32 else None
-        f = lambda v, r: f"{v:.1f} ({r})" if v else "-"
-        ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
-        lines.append(f"| {task} | {batch} | {tokens or '-'} | {f(c32, c32r)} | {f(c16, c16r)} | {f(pt, ptr)} | {f(ort, ortr)} | "
-                     f"{ratio(c32, pt)} | {ratio(c32, ort)} | {share * 100:.0f}% |" if share else "| - |")
+        c8, c8r = med(("clip", task, "int8", batch, tokens))
+        pt8, pt8r = med(("pytorch", task, "int8", batch, tokens))
+        ort8, ort8r = med(("onnxruntime", task, "int8", batch, tokens))
+        share = statistics.median(x["peak_share"] for x in results[("clip", task, "f32", batch, tokens)])
+        lines.append(f"| {task} | {batch} | {tokens or '-'} | {f(c32, c32r)} | {f(c16, c16r)} | {f(pt, ptr)} | "
+                     f"{f(ort, ortr)} | {ratio(c32, pt)} | {ratio(c32, ort)} | {share * 100:.0f}% | {f(c8, c8r)} | "
+                     f"{f(pt8, pt8r)} | {f(ort8, ort8r)} | {ratio(c8, pt8)} | {ratio(c8, ort8)} |")
     return lines
 
 
