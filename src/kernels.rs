@@ -66,6 +66,21 @@ pub fn l2_normalize_rows(x: &mut [f32], n: usize) {
     }
 }
 
+/// Shared by the kernels' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// `n` deterministic pseudo-random values in [-0.5, 0.5) (an LCG).
+    pub fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                ((s >> 8) as f32 / (1u32 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -222,6 +222,8 @@ fn quantize_row_generic(row: &[f32], dst: &mut [u8]) -> f32 {
 }
 
 /// One int8 micro-kernel call: a `rows x NR` block of the output.
+// Read only by the x86-64 micro-kernels.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct TileI8 {
     /// The block's quantised rows (row stride `lda` bytes).
     pub a: *const u8,
@@ -270,17 +272,8 @@ unsafe fn kernel(_: usize, _: usize, _: *const u8, _: &TileI8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_support::pseudo;
     use crate::weights::{DType, WeightTensor};
-
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-                ((s >> 8) as f32 / (1u32 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
 
     /// The kernel computes exactly `s_m s_n sum_k p q + b` for the quantised
     /// values (checked in f64 from the same quantisation, to 1e-4 relative),

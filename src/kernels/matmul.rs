@@ -397,6 +397,7 @@ fn linear_widened<T: Copy + Send + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_support::pseudo;
     use crate::weights::{DType, WeightTensor};
 
     fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f32> {
@@ -411,16 +412,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-                ((s >> 8) as f32 / (1u32 << 24) as f32) - 0.5
-            })
-            .collect()
     }
 
     #[test]

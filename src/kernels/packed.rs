@@ -371,6 +371,8 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// One micro-kernel call: a `rows x NR` block of the output.
+// Read only by the x86-64 micro-kernels.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct Tile {
     /// The tile's packed activations: `rows` rows at stride [`LDA`].
     pub a: *const f32,
@@ -429,17 +431,8 @@ unsafe fn kernel(_: PanelType, _: usize, _: usize, _: *const u8, _: &Tile) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_support::pseudo;
     use crate::weights::{DType, WeightTensor};
-
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-                ((s >> 8) as f32 / (1u32 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
 
     /// f64 reference of `out0 + x W^T + b` for stacked parts.
     fn reference(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f64> {
