@@ -11,7 +11,9 @@
 //! with four consecutive depths per 32-bit lane: `[panel][k / 4][NR][4]`.
 
 use super::matmul::Mat;
-use super::packed::{tile_rows, OutPtr, PanelMemory, MR_MAX, NR};
+use super::packed::{
+    release_pages, split_panels, threads_for, tile_rows, OutPtr, PanelMemory, Stack, MR_MAX, NR,
+};
 use rayon::prelude::*;
 
 /// An int8-quantised linear layer (or stacked layers), packed for the kernel.
@@ -46,25 +48,14 @@ impl Int8Linear {
     /// [`PackedLinear::pack`](super::packed::PackedLinear::pack). `None` when
     /// the CPU has no int8 kernel or the parts do not stack.
     pub fn quantize(parts: &[(&Mat, Option<&[f32]>)]) -> Option<Int8Linear> {
-        if !available() || parts.is_empty() {
+        if !available() {
             return None;
         }
-        let k = parts[0].0.in_features;
-        if parts.iter().any(|(m, _)| m.in_features != k) {
-            return None;
-        }
-        let n: usize = parts.iter().map(|(m, _)| m.out_features).sum();
-        let panels = n.div_ceil(NR);
+        let Stack { k, n, panels, bias, has_bias } = Stack::of(parts)?;
         let k4 = k.div_ceil(4) * 4;
-        let mut bias = vec![0.0f32; panels * NR];
-        let mut rows: Vec<(&Mat, usize)> = Vec::with_capacity(n);
-        for (m, b) in parts {
-            if let Some(b) = b {
-                bias[rows.len()..rows.len() + m.out_features].copy_from_slice(b);
-            }
-            rows.extend((0..m.out_features).map(|r| (*m, r)));
-        }
-        let has_bias = parts.iter().any(|(_, b)| b.is_some());
+        // Row `i` of the stacked matrix: (its part, its row there).
+        let rows: Vec<(&Mat, usize)> =
+            parts.iter().flat_map(|(m, _)| (0..m.out_features).map(move |r| (*m, r))).collect();
         let mut data = PanelMemory::zeroed(panels * k4 * NR)?;
         let mut scale = vec![0.0f32; panels * NR];
         let mut offset = vec![0i32; panels * NR];
@@ -92,9 +83,7 @@ impl Int8Linear {
                     }
                 });
         }
-        for (m, _) in parts {
-            m.weight.release_pages();
-        }
+        release_pages(parts);
         Some(Int8Linear { n, k, k4, panels, data, scale, offset, bias, has_bias })
     }
 
@@ -114,7 +103,13 @@ impl Int8Linear {
         assert!(x.len() >= m * self.k, "int8 gemm: input too short");
         assert!(out_rs >= self.n && out.len() >= (m - 1) * out_rs + self.n, "int8 gemm: output");
         let lda = self.k4 + 64;
-        let mut a = vec![0u8; m * lda];
+        // Reused between products (taken out while in use, as the f32 path's
+        // buffer). Bytes past `k` in a row may hold an earlier product's
+        // values: they meet the zero padding of the weights.
+        let mut a = Q_PACK.take();
+        if a.len() < m * lda {
+            a.resize(m * lda, 0);
+        }
         let mut row_scale = vec![0.0f32; m];
         let quantize = |(row, (dst, s)): (&[f32], (&mut [u8], &mut f32))| {
             *s = quantize_row(row, dst);
@@ -128,21 +123,15 @@ impl Int8Linear {
         } else {
             rows.zip(a.chunks_mut(lda).zip(row_scale.iter_mut())).for_each(quantize);
         }
-        let work = m * self.n * self.k.max(1);
-        let t = if work < 1 << 18 { 1 } else { threads.clamp(1, self.panels) };
+        let t = threads_for(m * self.n * self.k.max(1), threads, self.panels);
         let out_ptr = OutPtr(out.as_mut_ptr());
-        let job = |ti: usize| {
-            let (p0, p1) = (self.panels * ti / t, self.panels * (ti + 1) / t);
+        split_panels(self.panels, t, |p0, p1| {
             // SAFETY: `a` holds `m` quantised rows at stride `lda >= k4`;
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
-            // thread `ti` writes only the columns of panels p0..p1.
+            // this job writes only the columns of panels p0..p1.
             unsafe { self.run_panels(&a, lda, &row_scale, p0, p1, out_ptr, out_rs, accumulate) }
-        };
-        if t == 1 {
-            job(0)
-        } else {
-            (0..t).into_par_iter().for_each(job)
-        }
+        });
+        Q_PACK.set(a);
     }
 
     /// # Safety
@@ -192,6 +181,11 @@ impl Int8Linear {
             }
         }
     }
+}
+
+thread_local! {
+    /// The quantised activations of the product running on this thread.
+    static Q_PACK: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Quantises one row to u8 (`round(x / s) + 128`), returning `s`.

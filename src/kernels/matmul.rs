@@ -167,21 +167,14 @@ pub struct Linear {
     pub mat: Mat,
     /// The bias, one per output feature.
     pub bias: Option<Vec<f32>>,
-    packed: Arc<OnceLock<Option<PackedLinear>>>,
-    int8: Arc<OnceLock<Option<Int8Linear>>>,
+    prepared: Prepared,
     precision: PrecisionHandle,
 }
 
 impl Linear {
     /// A layer of `mat` and `bias` (full precision).
     pub fn new(mat: Mat, bias: Option<Vec<f32>>) -> Self {
-        Linear {
-            mat,
-            bias,
-            packed: Arc::default(),
-            int8: Arc::default(),
-            precision: PrecisionHandle::default(),
-        }
+        Linear { mat, bias, prepared: Prepared::default(), precision: PrecisionHandle::default() }
     }
 
     /// The same layer following a model's shared precision.
@@ -190,18 +183,33 @@ impl Linear {
         self
     }
 
-    fn parts(&self) -> [(&Mat, Option<&[f32]>); 1] {
-        [(&self.mat, self.bias.as_deref())]
-    }
-
     /// The implementation to use now, preparing it on first use.
     fn kernel(&self) -> Kernel<'_> {
-        if self.precision.get() == Precision::Int8 {
-            if let Some(q) = self.int8.get_or_init(|| Int8Linear::quantize(&self.parts())) {
+        self.prepared.kernel(self.precision.get(), || vec![(&self.mat, self.bias.as_deref())])
+    }
+}
+
+/// The forms of one matrix, or of stacked matrices, prepared for the
+/// kernels on first use and shared by clones.
+#[derive(Clone, Default)]
+struct Prepared {
+    packed: Arc<OnceLock<Option<PackedLinear>>>,
+    int8: Arc<OnceLock<Option<Int8Linear>>>,
+}
+
+type Parts<'a> = Vec<(&'a Mat, Option<&'a [f32]>)>;
+
+impl Prepared {
+    /// The implementation for `precision`: int8 when asked for and the CPU
+    /// has it, else the packed kernel when the CPU has it, else `gemm`.
+    /// `parts` lists the matrices and biases, stacked in order.
+    fn kernel<'a>(&'a self, precision: Precision, parts: impl Fn() -> Parts<'a>) -> Kernel<'a> {
+        if precision == Precision::Int8 {
+            if let Some(q) = self.int8.get_or_init(|| Int8Linear::quantize(&parts())) {
                 return Kernel::Int8(q);
             }
         }
-        match self.packed.get_or_init(|| PackedLinear::pack(&self.parts())) {
+        match self.packed.get_or_init(|| PackedLinear::pack(&parts())) {
             Some(p) => Kernel::Packed(p),
             None => Kernel::Gemm,
         }
@@ -217,18 +225,18 @@ enum Kernel<'a> {
 }
 
 /// Linear layers with the same input, computed as one product whose output
-/// row is the parts' outputs side by side (e.g. query, key and value).
+/// row is the parts' outputs side by side (e.g. query, key and value). The
+/// parts follow the first one's precision (one model's layers share it).
 #[derive(Clone)]
 pub struct StackedLinear {
     parts: Vec<Linear>,
-    packed: Arc<OnceLock<Option<PackedLinear>>>,
-    int8: Arc<OnceLock<Option<Int8Linear>>>,
+    prepared: Prepared,
 }
 
 impl StackedLinear {
     /// Stacks `parts`, which must share their input size.
     pub fn new(parts: Vec<Linear>) -> Self {
-        StackedLinear { parts, packed: Arc::default(), int8: Arc::default() }
+        StackedLinear { parts, prepared: Prepared::default() }
     }
 
     /// Output features of all parts together.
@@ -239,17 +247,12 @@ impl StackedLinear {
     /// `out[m, sum(out_features)] = [x W_1^T + b_1, x W_2^T + b_2, ...]`.
     pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], threads: usize) {
         let n = self.out_features();
-        let parts =
-            || -> Vec<_> { self.parts.iter().map(|p| (&p.mat, p.bias.as_deref())).collect() };
-        let int8 = self.parts.first().is_some_and(|p| p.precision.get() == Precision::Int8);
-        if int8 {
-            if let Some(q) = self.int8.get_or_init(|| Int8Linear::quantize(&parts())) {
-                return q.forward(x, m, out, n, false, threads);
-            }
-        }
-        match self.packed.get_or_init(|| PackedLinear::pack(&parts())) {
-            Some(p) => p.forward(x, m, out, n, false, threads),
-            None => {
+        let precision = self.parts.first().map_or(Precision::Full, |p| p.precision.get());
+        let parts = || self.parts.iter().map(|p| (&p.mat, p.bias.as_deref())).collect();
+        match self.prepared.kernel(precision, parts) {
+            Kernel::Int8(q) => q.forward(x, m, out, n, false, threads),
+            Kernel::Packed(p) => p.forward(x, m, out, n, false, threads),
+            Kernel::Gemm => {
                 let mut col = 0;
                 for part in &self.parts {
                     linear_fallback(x, m, part, &mut out[col..], n, false, threads);

@@ -117,15 +117,81 @@ pub(crate) fn available() -> bool {
     }
 }
 
+/// What the f32 panels and the int8 panels of stacked parts share: the
+/// common input size, the total output size, the number of `NR`-wide
+/// panels and the biases.
+pub(crate) struct Stack {
+    pub k: usize,
+    pub n: usize,
+    pub panels: usize,
+    /// `panels * NR` biases (zero where a part has none, and in the padding).
+    pub bias: Vec<f32>,
+    pub has_bias: bool,
+}
+
+impl Stack {
+    /// `None` when `parts` is empty or their input sizes differ.
+    pub fn of(parts: &[(&Mat, Option<&[f32]>)]) -> Option<Stack> {
+        let k = parts.first()?.0.in_features;
+        if parts.iter().any(|(m, _)| m.in_features != k) {
+            return None;
+        }
+        let n: usize = parts.iter().map(|(m, _)| m.out_features).sum();
+        let panels = n.div_ceil(NR);
+        let mut bias = vec![0.0f32; panels * NR];
+        let mut row = 0;
+        for (m, b) in parts {
+            if let Some(b) = b {
+                bias[row..row + m.out_features].copy_from_slice(b);
+            }
+            row += m.out_features;
+        }
+        let has_bias = parts.iter().any(|(_, b)| b.is_some());
+        Some(Stack { k, n, panels, bias, has_bias })
+    }
+}
+
+/// Once the parts are packed, their panels are all that will be read: the
+/// mapped pages of the originals can go.
+pub(crate) fn release_pages(parts: &[(&Mat, Option<&[f32]>)]) {
+    for (m, _) in parts {
+        m.weight.release_pages();
+    }
+}
+
+/// How many threads a product of `work` multiply-adds over `panels` panels
+/// uses: one when it is too small to be worth splitting.
+pub(crate) fn threads_for(work: usize, threads: usize, panels: usize) -> usize {
+    if work < 1 << 18 {
+        1
+    } else {
+        threads.clamp(1, panels.max(1))
+    }
+}
+
+/// Runs `job(p0, p1)` on `t` contiguous ranges covering `0..panels`, each on
+/// its own rayon task (inline when `t` is 1).
+pub(crate) fn split_panels(panels: usize, t: usize, job: impl Fn(usize, usize) + Sync) {
+    let range = |ti: usize| (panels * ti / t, panels * (ti + 1) / t);
+    if t == 1 {
+        job(0, panels)
+    } else {
+        (0..t).into_par_iter().for_each(|ti| {
+            let (p0, p1) = range(ti);
+            job(p0, p1)
+        })
+    }
+}
+
 impl PackedLinear {
     /// Packs `parts` (matrices with the same input size and dtype, and their
     /// optional biases), stacked in order along the output dimension. `None`
     /// when this CPU has no packed kernel or the parts do not stack.
     pub fn pack(parts: &[(&Mat, Option<&[f32]>)]) -> Option<PackedLinear> {
-        if !available() || parts.is_empty() {
+        if !available() {
             return None;
         }
-        let k = parts[0].0.in_features;
+        let Stack { k, n, panels, bias, has_bias } = Stack::of(parts)?;
         let dtype = match parts[0].0.weight.view() {
             WeightView::F32(_) => PanelType::F32,
             WeightView::F16(_) => PanelType::F16,
@@ -139,19 +205,8 @@ impl PackedLinear {
                     | (WeightView::BF16(_), PanelType::BF16)
             )
         };
-        if parts.iter().any(|(m, _)| m.in_features != k || !same_dtype(m)) {
+        if parts.iter().any(|(m, _)| !same_dtype(m)) {
             return None;
-        }
-        let n: usize = parts.iter().map(|(m, _)| m.out_features).sum();
-        let panels = n.div_ceil(NR);
-        let has_bias = parts.iter().any(|(_, b)| b.is_some());
-        let mut bias = vec![0.0f32; panels * NR];
-        let mut row = 0;
-        for (m, b) in parts {
-            if let Some(b) = b {
-                bias[row..row + m.out_features].copy_from_slice(b);
-            }
-            row += m.out_features;
         }
         let total = panels * k * NR;
         let mut data = PanelMemory::zeroed(total * dtype.size())?;
@@ -179,10 +234,7 @@ impl PackedLinear {
                 }
             }
         }
-        // The panels are all that will be read: the mapped pages can go.
-        for (m, _) in parts {
-            m.weight.release_pages();
-        }
+        release_pages(parts);
         Some(PackedLinear { n, k, panels, dtype, data, bias, has_bias })
     }
 
@@ -206,8 +258,7 @@ impl PackedLinear {
         }
         assert!(x.len() >= m * self.k, "packed gemm: input too short");
         assert!(out_rs >= self.n && out.len() >= (m - 1) * out_rs + self.n, "packed gemm: output");
-        let work = m * self.n * self.k.max(1);
-        let t = if work < 1 << 18 { 1 } else { threads.clamp(1, self.panels) };
+        let t = threads_for(m * self.n * self.k.max(1), threads, self.panels);
         let blocks = RowBlocks::new(m, self.k);
         // Taken out of the thread-local for the duration of the product: a
         // rayon worker waiting for the jobs below may run another product
@@ -215,20 +266,14 @@ impl PackedLinear {
         let mut a = A_PACK.take();
         blocks.pack(x, &mut a, t);
         let out_ptr = OutPtr(out.as_mut_ptr());
-        let job = |ti: usize| {
-            let (p0, p1) = (self.panels * ti / t, self.panels * (ti + 1) / t);
+        split_panels(self.panels, t, |p0, p1| {
             // SAFETY: `a` is `x` packed by `blocks`; `forward` asserted that
-            // `out` holds `m` rows of `n` at stride `out_rs`; thread `ti`
+            // `out` holds `m` rows of `n` at stride `out_rs`; this job
             // writes only the columns of panels p0..p1, disjoint from every
-            // other thread's, and nothing else reads `out` while the jobs
-            // run (`out` is borrowed mutably for this whole call).
+            // other job's, and nothing else reads `out` while the jobs run
+            // (`out` is borrowed mutably for this whole call).
             unsafe { self.run_panels(&a, &blocks, p0, p1, out_ptr, out_rs, accumulate) }
-        };
-        if t == 1 {
-            job(0)
-        } else {
-            (0..t).into_par_iter().for_each(job)
-        }
+        });
         A_PACK.set(a);
     }
 
