@@ -43,6 +43,32 @@ def text_ids(batch, length):
     return ids
 
 
+def features_modules(model):
+    """`(image, text)` torch modules around `model.get_image_features` / `get_text_features`, for
+    ONNX export (transformers 5 may return an output object rather than the tensor)."""
+    import torch
+
+    class Img(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, px):
+            out = self.m.get_image_features(pixel_values=px)
+            return out if torch.is_tensor(out) else out.pooler_output
+
+    class Txt(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, mask):
+            out = self.m.get_text_features(input_ids=ids, attention_mask=mask)
+            return out if torch.is_tensor(out) else out.pooler_output
+
+    return Img(model), Txt(model)
+
+
 def text_cases(path):
     """The Rust bench's text inputs (target/bench-inputs/texts.json): the same ids and masks.
     Without the file, full-length synthetic texts (every token real)."""
@@ -104,28 +130,11 @@ def main():
             print("onnxruntime not installed; skipping", file=sys.stderr)
             return
         with tempfile.TemporaryDirectory() as d:
-            class Img(torch.nn.Module):
-                def __init__(self, m):
-                    super().__init__()
-                    self.m = m
-
-                def forward(self, px):
-                    out = self.m.get_image_features(pixel_values=px)
-                    return out if torch.is_tensor(out) else out.pooler_output
-
-            class Txt(torch.nn.Module):
-                def __init__(self, m):
-                    super().__init__()
-                    self.m = m
-
-                def forward(self, ids, mask):
-                    out = self.m.get_text_features(input_ids=ids, attention_mask=mask)
-                    return out if torch.is_tensor(out) else out.pooler_output
-
+            img_module, txt_module = features_modules(model)
             img_path, txt_path = os.path.join(d, "img.onnx"), os.path.join(d, "txt.onnx")
-            torch.onnx.export(Img(model), (torch.randn(1, 3, 224, 224),), img_path, input_names=["px"],
+            torch.onnx.export(img_module, (torch.randn(1, 3, 224, 224),), img_path, input_names=["px"],
                               dynamic_axes={"px": {0: "b"}}, opset_version=17, dynamo=False)
-            torch.onnx.export(Txt(model), (text_ids(2, 7), torch.ones(2, 7, dtype=torch.long)), txt_path,
+            torch.onnx.export(txt_module, (text_ids(2, 7), torch.ones(2, 7, dtype=torch.long)), txt_path,
                               input_names=["ids", "mask"],
                               dynamic_axes={"ids": {0: "b", 1: "l"}, "mask": {0: "b", 1: "l"}},
                               opset_version=17, dynamo=False)

@@ -135,21 +135,13 @@ def export_onnx(model_dir):
         return path
     import torch
     from transformers import CLIPModel
+    from bench_peer import features_modules  # this directory is on sys.path when run as a script
     model = CLIPModel.from_pretrained(model_dir, dtype=torch.float32).eval()
-
-    class Img(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, px):
-            out = self.m.get_image_features(pixel_values=px)
-            return out if torch.is_tensor(out) else out.pooler_output
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".partial"
     with torch.inference_mode():
-        torch.onnx.export(Img(model), (torch.randn(1, 3, 224, 224),), tmp, input_names=["px"],
+        torch.onnx.export(features_modules(model)[0], (torch.randn(1, 3, 224, 224),), tmp, input_names=["px"],
                           dynamic_axes={"px": {0: "b"}}, opset_version=17, dynamo=False)
     os.replace(tmp, path)
     return path
