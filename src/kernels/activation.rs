@@ -80,7 +80,11 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // `t`'s low mantissa bits hold `n` (an integer in [-126, 127]) offset by
+    // ROUND's bits; taking it from there keeps the loop vectorised (a
+    // float-to-int `as` saturates, which LLVM scalarises).
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -89,7 +93,8 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    er * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 /// `erf(x)` by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7, 1e-6

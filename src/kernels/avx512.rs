@@ -44,7 +44,13 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
     let mut a = t.a;
     let mut bi = 0;
     let es = if DT == DT_F32 { 4 } else { 2 };
-    for _ in 0..kc {
+    for step in 0..kc {
+        if 2 * step < t.next_lines {
+            // Hints only, possibly past the panels: no `add`, never dereferenced.
+            let line = t.next.wrapping_add(2 * step * 64);
+            _mm_prefetch::<_MM_HINT_T1>(line.cast());
+            _mm_prefetch::<_MM_HINT_T1>(line.wrapping_add(64).cast());
+        }
         if t.prefetch {
             // The panel row PREFETCH_ROWS steps ahead (one or two cache lines).
             // A hint only: it may point past the panel, so no `add` (never dereferenced).
