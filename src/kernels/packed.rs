@@ -574,12 +574,13 @@ mod speed {
     fn packed_speed() {
         const MATS: usize = 36;
         let shapes = [(800, 3072, 768), (800, 768, 3072), (50, 3072, 768), (50, 768, 3072)];
-        for (m, n, k, dtype) in shapes.iter().flat_map(|&(m, n, k)| {
-            [DType::F32, DType::F16].map(|d| (m, n, k, d))
-        }) {
+        for (m, n, k, dtype) in
+            shapes.iter().flat_map(|&(m, n, k)| [DType::F32, DType::F16].map(|d| (m, n, k, d)))
+        {
             let w = WeightTensor::from_f32_as(&vec![0.01; n * k], vec![n, k], dtype);
             let mat = Mat { weight: w, out_features: n, in_features: k };
-            let ps: Vec<_> = (0..MATS).map(|_| PackedLinear::pack(&[(&mat, None)]).unwrap()).collect();
+            let ps: Vec<_> =
+                (0..MATS).map(|_| PackedLinear::pack(&[(&mat, None)]).unwrap()).collect();
             let x = vec![0.5f32; m * k];
             let mut out = vec![0.0f32; m * n];
             for threads in [1, 2] {
@@ -593,7 +594,10 @@ mod speed {
                 }
                 let dt = t0.elapsed().as_secs_f64() / reps as f64;
                 let gf = 2.0 * (m * n * k) as f64 / dt / 1e9;
-                println!("{dtype:?} m={m} n={n} k={k} threads={threads}: {:.3} ms {gf:.1} GFLOP/s", dt * 1e3);
+                println!(
+                    "{dtype:?} m={m} n={n} k={k} threads={threads}: {:.3} ms {gf:.1} GFLOP/s",
+                    dt * 1e3
+                );
             }
         }
     }
