@@ -104,6 +104,12 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
 pub(crate) unsafe fn kernel_i8<const ROWS: usize>(groups: usize, b: *const u8, t: &TileI8) {
     let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
     for g in 0..groups {
+        if 2 * g < t.next_lines {
+            // Hints only, possibly past the panels: no `add`, never dereferenced.
+            let line = t.next.wrapping_add(2 * g * 64);
+            _mm_prefetch::<_MM_HINT_T1>(line.cast());
+            _mm_prefetch::<_MM_HINT_T1>(line.wrapping_add(64).cast());
+        }
         let b0 = _mm512_loadu_si512(b.add(g * 4 * NR).cast());
         let b1 = _mm512_loadu_si512(b.add(g * 4 * NR + 64).cast());
         for (r, acc) in acc.iter_mut().enumerate() {

@@ -156,10 +156,16 @@ impl Int8Linear {
             let ntiles = mlen.div_ceil(MR_MAX);
             for p in p0..p1 {
                 let b = self.data.as_ptr().add(p * self.k4 * NR);
+                // The next panel (contiguous), one share of it per tile.
+                let next = b.wrapping_add(self.k4 * NR);
+                let lines = (self.k4 * NR).div_ceil(64);
                 let mut r0 = 0;
                 for t in 0..ntiles {
                     let rows = tile_rows(mlen, ntiles, t);
+                    let (l0, l1) = (lines * t / ntiles, lines * (t + 1) / ntiles);
                     let tile = TileI8 {
+                        next: next.wrapping_add(l0 * 64),
+                        next_lines: l1 - l0,
                         a: a.as_ptr().add((m0 + r0) * lda),
                         lda,
                         row_scale: row_scale.as_ptr().add(m0 + r0),
@@ -235,6 +241,11 @@ pub(crate) struct TileI8 {
     pub bias: *const f32,
     /// Add to the output's current values.
     pub load_c: bool,
+    /// Cache lines to prefetch into L2 while computing (two per group of
+    /// four depths): this tile's share of the next panel. A hint: the
+    /// address may be past the panels.
+    pub next: *const u8,
+    pub next_lines: usize,
 }
 
 /// # Safety
