@@ -2,6 +2,7 @@
 //! `CLIPAttention`: `softmax(q k^T * head_dim^-0.5 + mask) v`.
 
 use super::matmul::{gemm_f32, GemmOperand};
+use super::packed::OutPtr;
 use super::softmax_rows;
 use rayon::prelude::*;
 
@@ -62,49 +63,58 @@ pub fn attention_segments(
     let d = heads * head_dim;
     let row = 3 * d;
     let rows: usize = lens.iter().sum();
-    debug_assert_eq!(qkv.len(), rows * row);
-    debug_assert_eq!(out.len(), rows * d);
+    assert!(qkv.len() >= rows * row && out.len() >= rows * d, "attention: buffers too short");
     if rows == 0 {
         return;
     }
     let scale = (head_dim as f32).powf(-0.5);
-    // Per (sequence, head) contexts, each `[len, head_dim]`, in that order.
-    let mut ctx = vec![0.0f32; rows * d];
+    // One task per (sequence, head): (first row, length, head).
     let mut tasks = Vec::with_capacity(lens.len() * heads);
-    let (mut ctx_rest, mut start) = (&mut ctx[..], 0);
+    let mut first = 0;
     for &len in lens {
-        for h in 0..heads {
-            let (c, rest) = ctx_rest.split_at_mut(len * head_dim);
-            ctx_rest = rest;
-            tasks.push((start, len, h, c));
-        }
-        start += len;
+        tasks.extend((0..heads).map(|h| (first, len, h)));
+        first += len;
     }
-    let task = |start: usize, seq: usize, h: usize, ctx: &mut [f32], scores: &mut [f32]| {
-        let base = start * row + h * head_dim;
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let task = |(first, len, h): (usize, usize, usize), scores: &mut [f32], ctx: &mut [f32]| {
+        let base = first * row + h * head_dim;
         let q = GemmOperand { data: &qkv[base..], row_stride: row, col_stride: 1 };
         let kt = GemmOperand { data: &qkv[base + d..], row_stride: 1, col_stride: row };
-        gemm_f32(seq, seq, head_dim, scores, seq, false, q, kt, scale, 1);
+        gemm_f32(len, len, head_dim, scores, len, false, q, kt, scale, 1);
         if let AttentionMask::Causal { key_mask } = mask {
-            for (i, srow) in scores.chunks_mut(seq).enumerate() {
+            for (i, srow) in scores.chunks_exact_mut(len).enumerate() {
                 for (j, s) in srow.iter_mut().enumerate() {
                     let causal = if j > i { f32::MIN } else { 0.0 };
                     let padding = match key_mask {
-                        Some(km) if km[start + j] == 0 => f32::MIN,
+                        Some(km) if km[first + j] == 0 => f32::MIN,
                         _ => 0.0,
                     };
                     *s += causal + padding;
                 }
             }
         }
-        softmax_rows(scores, seq);
-        let p = GemmOperand { data: scores, row_stride: seq, col_stride: 1 };
+        softmax_rows(scores, len);
+        let p = GemmOperand { data: scores, row_stride: len, col_stride: 1 };
         let v = GemmOperand { data: &qkv[base + 2 * d..], row_stride: row, col_stride: 1 };
-        gemm_f32(seq, head_dim, seq, ctx, head_dim, false, p, v, 1.0, 1);
+        gemm_f32(len, head_dim, len, ctx, head_dim, false, p, v, 1.0, 1);
+        for (i, c) in ctx.chunks_exact(head_dim).enumerate() {
+            // SAFETY: row `first + i` of `out` has `d` elements (asserted
+            // above); this task alone writes its columns
+            // `h * head_dim..(h + 1) * head_dim` (one task per sequence and
+            // head), nothing reads `out` while the tasks run, and `out` is
+            // borrowed mutably for the whole call.
+            unsafe {
+                let dst = out_ptr.get().add((first + i) * d + h * head_dim);
+                std::ptr::copy_nonoverlapping(c.as_ptr(), dst, head_dim);
+            }
+        }
     };
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    // Per thread: scores and contexts of one head.
+    let scratch = || (vec![0.0f32; longest * longest], vec![0.0f32; longest * head_dim]);
     match probs {
         Some(probs) => {
-            debug_assert_eq!(probs.len(), lens.iter().map(|l| heads * l * l).sum::<usize>());
+            assert_eq!(probs.len(), lens.iter().map(|l| heads * l * l).sum::<usize>());
             let mut rest = probs;
             let mut with_probs = Vec::with_capacity(tasks.len());
             for t in tasks {
@@ -114,33 +124,12 @@ pub fn attention_segments(
             }
             with_probs
                 .into_par_iter()
-                .for_each(|((start, len, h, c), p)| task(start, len, h, c, p));
+                .for_each_init(scratch, |(_, ctx), (t, p)| task(t, p, &mut ctx[..t.1 * head_dim]));
         }
-        None => {
-            let longest = lens.iter().copied().max().unwrap_or(0);
-            tasks.into_par_iter().for_each_init(
-                || vec![0.0f32; longest * longest],
-                |scores, (start, len, h, c)| task(start, len, h, c, &mut scores[..len * len]),
-            );
-        }
+        None => tasks.into_par_iter().for_each_init(scratch, |(scores, ctx), t| {
+            task(t, &mut scores[..t.1 * t.1], &mut ctx[..t.1 * head_dim])
+        }),
     }
-    // [sequence][head][len, head_dim] -> [rows, heads * head_dim]
-    let (mut out_rest, mut ctx_at) = (&mut out[..], 0);
-    let mut jobs = Vec::with_capacity(lens.len());
-    for &len in lens {
-        let (o, r) = out_rest.split_at_mut(len * d);
-        out_rest = r;
-        jobs.push((o, &ctx[ctx_at..ctx_at + len * d], len));
-        ctx_at += len * d;
-    }
-    jobs.into_par_iter().for_each(|(ob, cb, len)| {
-        for h in 0..heads {
-            let src = &cb[h * len * head_dim..][..len * head_dim];
-            for (i, s) in src.chunks(head_dim).enumerate() {
-                ob[i * d + h * head_dim..][..head_dim].copy_from_slice(s);
-            }
-        }
-    });
 }
 
 #[cfg(test)]
