@@ -9,6 +9,7 @@ use crate::kernels::{
 };
 use crate::tensor::Tensor;
 use crate::weights::Loader;
+use std::sync::Mutex;
 
 /// What a forward pass returns besides its main outputs, as transformers'
 /// `output_hidden_states` / `output_attentions` / `interpolate_pos_encoding`.
@@ -53,6 +54,42 @@ pub(crate) struct Encoder {
     intermediate: usize,
     heads: usize,
     act: Activation,
+    /// Intermediate buffers of finished passes, reused by the next ones.
+    spare: Mutex<Vec<Buffers>>,
+}
+
+/// The intermediate activations of one pass (each fully written before it
+/// is read, so a reused buffer's old contents never show).
+#[derive(Default)]
+struct Buffers {
+    normed: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    mlp: Vec<f32>,
+}
+
+/// Buffers larger than this (in f32, 64 MiB in all) are freed after a pass
+/// rather than kept: a one-off huge batch does not pin its memory.
+const MAX_SPARE_FLOATS: usize = 16 << 20;
+
+impl Buffers {
+    /// Sizes every buffer for `m` rows (only growth touches memory).
+    fn sized(mut self, m: usize, d: usize, f: usize) -> Self {
+        for (v, len) in [
+            (&mut self.normed, m * d),
+            (&mut self.qkv, m * 3 * d),
+            (&mut self.ctx, m * d),
+            (&mut self.mlp, m * f),
+        ] {
+            v.truncate(len);
+            v.resize(len, 0.0);
+        }
+        self
+    }
+
+    fn capacity(&self) -> usize {
+        self.normed.capacity() + self.qkv.capacity() + self.ctx.capacity() + self.mlp.capacity()
+    }
 }
 
 /// Hidden states and attentions collected on request.
@@ -82,7 +119,14 @@ impl Encoder {
                 fc2: loader.linear(&format!("{p}.mlp.fc2"), d, f, true)?,
             });
         }
-        Ok(Encoder { layers, hidden: d, intermediate: f, heads: s.heads, act: s.act })
+        Ok(Encoder {
+            layers,
+            hidden: d,
+            intermediate: f,
+            heads: s.heads,
+            act: s.act,
+            spare: Mutex::new(Vec::new()),
+        })
     }
 
     /// Runs every layer over `h` (`[batch * seq, hidden]`) in place.
@@ -137,10 +181,10 @@ impl Encoder {
         let m: usize = lens.iter().sum();
         let threads = rayon::current_num_threads();
         let head_dim = d / self.heads;
-        let mut normed = vec![0.0f32; m * d];
-        let mut qkv = vec![0.0f32; m * 3 * d];
-        let mut ctx = vec![0.0f32; m * d];
-        let mut mlp = vec![0.0f32; m * f];
+        // A poisoned lock only means another pass panicked: the list is intact.
+        let spare = || self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        let buffers = spare().pop().unwrap_or_default().sized(m, d, f);
+        let Buffers { mut normed, mut qkv, mut ctx, mut mlp } = buffers;
         let probs_len: usize = lens.iter().map(|l| self.heads * l * l).sum();
         for layer in &self.layers {
             // Self-attention block.
@@ -155,6 +199,10 @@ impl Encoder {
             linear(&normed, m, &layer.fc1, &mut mlp, threads);
             apply_activation(self.act, &mut mlp);
             linear_accumulate(&mlp, m, &layer.fc2, h, threads);
+        }
+        let buffers = Buffers { normed, qkv, ctx, mlp };
+        if buffers.capacity() <= MAX_SPARE_FLOATS {
+            spare().push(buffers);
         }
     }
 }
