@@ -122,16 +122,44 @@ typedef enum clip_alpha_policy {
     CLIP_ALPHA_DROP = 1
 } clip_alpha_policy;
 
-/* Load options. Initialise with clip_model_options_init(), then set fields. */
+/*
+ * How the model's linear layers compute. Chosen when the model is loaded
+ * (clip_model_options.precision) and fixed for the handle's lifetime, so that
+ * threads sharing a model never see it change.
+ */
+typedef enum clip_precision {
+    /* f32 arithmetic on the weights as stored, f32 accumulation: the numbers
+       transformers gives (the default). */
+    CLIP_PRECISION_FULL = 0,
+    /* Int8 weights (one scale per output feature) times int8 activations (one
+       scale per row), summed exactly in 32 bits: faster, slightly less
+       accurate. Every linear layer but the patch embedding. On a CPU where
+       clip_int8_supported() is 0 it is accepted and computes exactly as
+       CLIP_PRECISION_FULL. */
+    CLIP_PRECISION_INT8 = 1
+} clip_precision;
+
+/* 1 if this CPU runs CLIP_PRECISION_INT8 with int8 arithmetic (x86-64 with
+   AVX-512 VNNI), else 0 (INT8 then computes as FULL). */
+CLIP_API int clip_int8_supported(void);
+
+/*
+ * Load options. Initialise with clip_model_options_init(), then set fields.
+ * Fields are only ever appended: a program built against an older clip.h
+ * passes its smaller struct_size and the newer fields take their defaults
+ * (a struct_size ending before precision gives CLIP_PRECISION_FULL).
+ */
 typedef struct clip_model_options {
     size_t struct_size;    /* sizeof(clip_model_options), set by _init */
     uint32_t num_threads;  /* threads of the model's own pool; 0 = one per core */
     int32_t alpha_policy;  /* a clip_alpha_policy */
     clip_log_fn log_fn;    /* NULL = no diagnostics */
     void *log_user_data;   /* passed to log_fn */
+    int32_t precision;     /* a clip_precision; other values give
+                              CLIP_ERR_INVALID_ARGUMENT */
 } clip_model_options;
 
-/* Fills *options with the defaults. */
+/* Fills *options with the defaults (precision CLIP_PRECISION_FULL). */
 CLIP_API clip_status clip_model_options_init(clip_model_options *options);
 
 /*
@@ -183,6 +211,11 @@ CLIP_API size_t clip_model_context_length(const clip_model *model);
 
 /* Threads a call uses; 0 if model is NULL. */
 CLIP_API size_t clip_model_num_threads(const clip_model *model);
+
+/* The clip_precision the model was loaded with (CLIP_PRECISION_INT8 also
+   where clip_int8_supported() is 0 and it computes as FULL); 0
+   (CLIP_PRECISION_FULL) if model is NULL. */
+CLIP_API int32_t clip_model_precision(const clip_model *model);
 
 /* The preprocessed image size the vision tower sees (informational: images of
    any size are accepted and resized). */

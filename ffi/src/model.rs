@@ -7,8 +7,8 @@ use clip::config::ModelConfig;
 use clip::image_processing::{AlphaPolicy, CLIPImageProcessor, ImageProcessorConfig};
 use clip::tokenizer::CLIPTokenizer;
 use clip::weights::WeightStore;
-use clip::{CLIPModel, CLIPProcessor, Pipeline};
-use std::ffi::{c_char, c_void, CString};
+use clip::{CLIPModel, CLIPProcessor, Pipeline, Precision};
+use std::ffi::{c_char, c_int, c_void, CString};
 
 /// `clip_log_fn`: receives the library's diagnostics.
 pub type ClipLogFn =
@@ -24,7 +24,14 @@ pub enum LogLevel {
     Error = 3,
 }
 
-/// `clip_model_options` (C layout; see `include/clip.h`).
+/// `CLIP_PRECISION_*` values of `clip_model_options.precision`.
+pub const CLIP_PRECISION_FULL: i32 = 0;
+/// See [`CLIP_PRECISION_FULL`].
+pub const CLIP_PRECISION_INT8: i32 = 1;
+
+/// `clip_model_options` (C layout; see `include/clip.h`). Fields are only
+/// ever appended; `struct_size` says which version the caller has (see
+/// [`ClipModelOptionsV1`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ClipModelOptions {
@@ -33,6 +40,9 @@ pub struct ClipModelOptions {
     pub alpha_policy: i32,
     pub log_fn: Option<ClipLogFn>,
     pub log_user_data: *mut c_void,
+    /// A `CLIP_PRECISION_*` value; appended to the first layout
+    /// ([`ClipModelOptionsV1`]).
+    pub precision: i32,
 }
 
 impl Default for ClipModelOptions {
@@ -43,7 +53,50 @@ impl Default for ClipModelOptions {
             alpha_policy: 0,
             log_fn: None,
             log_user_data: std::ptr::null_mut(),
+            precision: CLIP_PRECISION_FULL,
         }
+    }
+}
+
+/// The first `clip_model_options` layout (before `precision`): what a
+/// program built against an older `clip.h` passes, with `struct_size` its
+/// size. The fields appended since then take their defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct ClipModelOptionsV1 {
+    struct_size: usize,
+    num_threads: u32,
+    alpha_policy: i32,
+    log_fn: Option<ClipLogFn>,
+    log_user_data: *mut c_void,
+}
+
+// The old layout is a prefix of the current one and ends where `precision`
+// starts, so `struct_size` tells the two apart.
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    type V1 = ClipModelOptionsV1;
+    type Now = ClipModelOptions;
+    assert!(offset_of!(V1, num_threads) == offset_of!(Now, num_threads));
+    assert!(offset_of!(V1, alpha_policy) == offset_of!(Now, alpha_policy));
+    assert!(offset_of!(V1, log_fn) == offset_of!(Now, log_fn));
+    assert!(offset_of!(V1, log_user_data) == offset_of!(Now, log_user_data));
+    assert!(size_of::<V1>() == offset_of!(Now, precision));
+    assert!(size_of::<V1>() < size_of::<Now>());
+};
+
+/// The options after validation.
+struct LoadOptions {
+    raw: ClipModelOptions,
+    alpha: AlphaPolicy,
+    precision: Precision,
+}
+
+/// The `CLIP_PRECISION_*` value of a precision.
+fn precision_value(p: Precision) -> i32 {
+    match p {
+        Precision::Full => CLIP_PRECISION_FULL,
+        Precision::Int8 => CLIP_PRECISION_INT8,
     }
 }
 
@@ -108,24 +161,41 @@ impl ClipModel {
 }
 
 /// Reads the options (NULL = defaults), checking `struct_size` and enums.
+/// A `struct_size` of the first layout ([`ClipModelOptionsV1`], from an
+/// older `clip.h`) reads that much and gives the later fields their defaults.
 ///
 /// # Safety
 /// `ptr` is NULL or points to a `clip_model_options` of `struct_size` bytes.
-unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<(ClipModelOptions, AlphaPolicy)> {
+unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<LoadOptions> {
     let opts = if ptr.is_null() {
         ClipModelOptions::default()
     } else {
         // SAFETY: non-null; `struct_size` is the first field of every version.
         let size = unsafe { ptr.cast::<usize>().read_unaligned() };
-        if size < std::mem::size_of::<ClipModelOptions>() {
+        let now = std::mem::size_of::<ClipModelOptions>();
+        let v1 = std::mem::size_of::<ClipModelOptionsV1>();
+        if size >= now {
+            // SAFETY: the struct is at least as large as this version's.
+            unsafe { ptr.read() }
+        } else if size >= v1 {
+            // SAFETY: the struct is at least as large as the first version,
+            // whose layout is a prefix of this one's (same alignment).
+            let o = unsafe { ptr.cast::<ClipModelOptionsV1>().read() };
+            ClipModelOptions {
+                struct_size: o.struct_size,
+                num_threads: o.num_threads,
+                alpha_policy: o.alpha_policy,
+                log_fn: o.log_fn,
+                log_user_data: o.log_user_data,
+                ..ClipModelOptions::default()
+            }
+        } else {
             return Err(FfiError::invalid(format!(
-                "options->struct_size is {size}, expected sizeof(clip_model_options) = {}; \
-                 initialise the options with clip_model_options_init()",
-                std::mem::size_of::<ClipModelOptions>()
+                "options->struct_size is {size}, expected sizeof(clip_model_options) = {now} \
+                 (or {v1} from a clip.h without the precision field); \
+                 initialise the options with clip_model_options_init()"
             )));
         }
-        // SAFETY: the struct is at least as large as this version's.
-        unsafe { ptr.read() }
     };
     let alpha = match opts.alpha_policy {
         0 => AlphaPolicy::CompositeOnWhite,
@@ -136,30 +206,52 @@ unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<(ClipModelOpti
             )))
         }
     };
+    let precision = match opts.precision {
+        CLIP_PRECISION_FULL => Precision::Full,
+        CLIP_PRECISION_INT8 => Precision::Int8,
+        p => {
+            return Err(FfiError::invalid(format!(
+                "options->precision {p} is not a clip_precision \
+                 (CLIP_PRECISION_FULL = {CLIP_PRECISION_FULL}, \
+                 CLIP_PRECISION_INT8 = {CLIP_PRECISION_INT8})"
+            )))
+        }
+    };
     if opts.num_threads > 4096 {
         return Err(FfiError::invalid(format!(
             "options->num_threads {} is too many",
             opts.num_threads
         )));
     }
-    Ok((opts, alpha))
+    Ok(LoadOptions { raw: opts, alpha, precision })
 }
 
 fn finish(
     model: CLIPModel,
     mut processor: CLIPProcessor,
-    opts: &ClipModelOptions,
-    alpha: AlphaPolicy,
+    opts: &LoadOptions,
     source: &str,
 ) -> FfiResult<ClipModel> {
-    processor.image_processor.alpha = alpha;
-    let pipeline = Pipeline::new(model, processor).with_threads(opts.num_threads as usize)?;
-    let m = ClipModel { pipeline, log: Logger { f: opts.log_fn, user_data: opts.log_user_data } };
+    processor.image_processor.alpha = opts.alpha;
+    let mut pipeline =
+        Pipeline::new(model, processor).with_threads(opts.raw.num_threads as usize)?;
+    pipeline.set_precision(opts.precision);
+    let m = ClipModel {
+        pipeline,
+        log: Logger { f: opts.raw.log_fn, user_data: opts.raw.log_user_data },
+    };
     let size = m.pipeline.processor().image_processor.output_size();
+    let precision = match m.pipeline.model().precision() {
+        Precision::Int8 if Precision::int8_supported() => "int8 precision",
+        Precision::Int8 => {
+            "int8 precision (computed in full precision: no int8 arithmetic on this CPU)"
+        }
+        Precision::Full => "full precision",
+    };
     m.log(
         LogLevel::Info,
         &format!(
-            "loaded {source}: embedding dim {}, image size {}, context length {}, {} threads",
+            "loaded {source}: embedding dim {}, image size {}, context length {}, {} threads, {precision}",
             m.dim(),
             size.map_or_else(|| "variable".to_string(), |(h, w)| format!("{h}x{w}")),
             m.pipeline.context_length(),
@@ -215,13 +307,13 @@ pub unsafe extern "C" fn clip_model_load(
         // SAFETY: non-null and writable per the contract.
         unsafe { out_model.write(std::ptr::null_mut()) };
         // SAFETY: per the contract.
-        let (opts, alpha) = unsafe { read_options(options) }?;
+        let opts = unsafe { read_options(options) }?;
         let load = || -> FfiResult<ClipModel> {
             // SAFETY: per the contract.
             let dir = unsafe { path_arg(model_dir, "model_dir") }?;
             let model = CLIPModel::from_pretrained(&dir)?;
             let processor = CLIPProcessor::from_dir(&dir)?;
-            finish(model, processor, &opts, alpha, &format!("model directory {}", dir.display()))
+            finish(model, processor, &opts, &format!("model directory {}", dir.display()))
         };
         match load() {
             Ok(m) => {
@@ -230,7 +322,7 @@ pub unsafe extern "C" fn clip_model_load(
                 Ok(())
             }
             Err(e) => {
-                log_failure(Some(&opts), &e.message);
+                log_failure(Some(&opts.raw), &e.message);
                 Err(e)
             }
         }
@@ -285,7 +377,7 @@ pub unsafe extern "C" fn clip_model_load_from_memory(
         // SAFETY: non-null and writable per the contract.
         unsafe { out_model.write(std::ptr::null_mut()) };
         // SAFETY: per the contract.
-        let (opts, alpha) = unsafe { read_options(options) }?;
+        let opts = unsafe { read_options(options) }?;
         let load = || -> FfiResult<ClipModel> {
             if buffers.is_null() {
                 return Err(FfiError::null("buffers"));
@@ -359,13 +451,7 @@ pub unsafe extern "C" fn clip_model_load_from_memory(
             };
             let image_processor = CLIPImageProcessor::new(image_config);
             image_processor.validate()?;
-            finish(
-                model,
-                CLIPProcessor { tokenizer, image_processor },
-                &opts,
-                alpha,
-                "model buffers",
-            )
+            finish(model, CLIPProcessor { tokenizer, image_processor }, &opts, "model buffers")
         };
         match load() {
             Ok(m) => {
@@ -374,7 +460,7 @@ pub unsafe extern "C" fn clip_model_load_from_memory(
                 Ok(())
             }
             Err(e) => {
-                log_failure(Some(&opts), &e.message);
+                log_failure(Some(&opts.raw), &e.message);
                 Err(e)
             }
         }
@@ -449,6 +535,28 @@ pub unsafe extern "C" fn clip_model_num_threads(model: *const ClipModel) -> usiz
     unsafe { query(model, |m| m.pipeline.num_threads()) }
 }
 
+/// `clip_model_precision`: the `CLIP_PRECISION_*` value the model was loaded
+/// with, or 0 (with the last error set) for a NULL model.
+///
+/// # Safety
+/// `model` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn clip_model_precision(model: *const ClipModel) -> i32 {
+    guard_value(|| {
+        // SAFETY: forwarded contract.
+        let m = unsafe { model_arg(model) }?;
+        Ok(precision_value(m.pipeline.model().precision()))
+    })
+    .unwrap_or(CLIP_PRECISION_FULL)
+}
+
+/// `clip_int8_supported`: 1 if this CPU runs `CLIP_PRECISION_INT8` with int8
+/// arithmetic, else 0.
+#[no_mangle]
+pub extern "C" fn clip_int8_supported() -> c_int {
+    guard_value(|| Ok(c_int::from(Precision::int8_supported()))).unwrap_or(0)
+}
+
 /// `clip_model_image_size`
 ///
 /// # Safety
@@ -501,4 +609,64 @@ pub unsafe extern "C" fn clip_model_logit_scale(
         o[0] = m.pipeline.model().logit_scale();
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The offsets C gives `clip_model_options` (natural alignment; `p` is
+    /// the size of a pointer and of `size_t`).
+    #[test]
+    fn options_layout_is_the_c_layout() {
+        let p = size_of::<usize>();
+        assert_eq!(offset_of!(ClipModelOptions, struct_size), 0);
+        assert_eq!(offset_of!(ClipModelOptions, num_threads), p);
+        assert_eq!(offset_of!(ClipModelOptions, alpha_policy), p + 4);
+        assert_eq!(offset_of!(ClipModelOptions, log_fn), p + 8);
+        assert_eq!(offset_of!(ClipModelOptions, log_user_data), 2 * p + 8);
+        assert_eq!(offset_of!(ClipModelOptions, precision), 3 * p + 8);
+        assert_eq!(size_of::<ClipModelOptions>(), (3 * p + 12).next_multiple_of(p));
+        assert_eq!(size_of::<ClipModelOptionsV1>(), 3 * p + 8);
+    }
+
+    #[test]
+    fn the_first_layout_loads_with_full_precision() {
+        let v1 = ClipModelOptionsV1 {
+            struct_size: size_of::<ClipModelOptionsV1>(),
+            num_threads: 3,
+            alpha_policy: 1,
+            log_fn: None,
+            log_user_data: std::ptr::null_mut(),
+        };
+        // SAFETY: points to a first-layout struct of its struct_size.
+        let o = unsafe { read_options((&v1 as *const ClipModelOptionsV1).cast()) }.unwrap();
+        assert_eq!(o.precision, Precision::Full);
+        assert_eq!(o.raw.precision, CLIP_PRECISION_FULL);
+        assert_eq!(o.raw.num_threads, 3);
+        assert_eq!(o.alpha, AlphaPolicy::Drop);
+    }
+
+    #[test]
+    fn precision_is_read_and_checked() {
+        let mut opts = ClipModelOptions { precision: CLIP_PRECISION_INT8, ..Default::default() };
+        // SAFETY: a whole current-layout struct.
+        let o = unsafe { read_options(&opts) }.unwrap();
+        assert_eq!(o.precision, Precision::Int8);
+        for bad in [2, 7, -1] {
+            opts.precision = bad;
+            // SAFETY: as above.
+            let e = unsafe { read_options(&opts) }.err().unwrap();
+            assert_eq!(e.status, ClipStatus::InvalidArgument);
+            assert!(e.message.contains(&format!("options->precision {bad}")), "{}", e.message);
+        }
+        opts.struct_size = size_of::<ClipModelOptionsV1>() - 1;
+        // SAFETY: as above (larger than it claims).
+        let e = unsafe { read_options(&opts) }.err().unwrap();
+        assert!(e.message.contains("struct_size"), "{}", e.message);
+        // SAFETY: NULL means the defaults.
+        let o = unsafe { read_options(std::ptr::null()) }.unwrap();
+        assert_eq!(o.precision, Precision::Full);
+    }
 }

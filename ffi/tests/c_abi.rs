@@ -15,7 +15,7 @@
 
 use clip::image_processing::{from_raw, PixelFormat};
 use clip::tokenizer::{EncodeOptions, Padding};
-use clip::{Pipeline, Tensor, DEFAULT_TEMPLATES};
+use clip::{Pipeline, Precision, Tensor, DEFAULT_TEMPLATES};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -380,6 +380,120 @@ fn misuse_gets_the_right_status_and_message() {
         // Nothing printed by the library: only the program's own line.
         assert_eq!(text(&out.stdout), "misuse: all checks passed\n");
         assert_eq!(text(&out.stderr), "");
+    }
+}
+
+/// The texts of precision.c.
+const DEMO_TEXTS: [&str; 4] = [
+    "a red circle",
+    "a photo of a blue square",
+    "a green star",
+    "a yellow triangle on a plain background",
+];
+
+fn unhex(v: &[String]) -> Vec<f32> {
+    v.iter().map(|h| f32::from_bits(u32::from_str_radix(h, 16).unwrap())).collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// `clip_model_options.precision` on the built-in demo model
+/// (`assets/demo-model/`, loaded as a directory) and its 60 held-out images
+/// (`tests/fixtures/demo/`), as `tests/int8_precision.rs` measures it:
+/// full precision, the options layout of a `clip.h` older than the field
+/// (full precision), and int8. Each equals the Rust API at that precision
+/// bit for bit. Where the CPU has int8 arithmetic, int8 must change the
+/// numbers and stay within cosine 0.9995 of full precision for every text
+/// and image embedding: the threshold `tests/int8_precision.rs` sets for the
+/// demo model (there against PyTorch's f32 outputs, which full precision
+/// matches to 1e-4). The thresholds are the measured values with a margin,
+/// so a broken int8 kernel (wrong scales, offsets or packing) fails them by
+/// far while ordinary quantisation noise passes. Measured here: worst
+/// cosine 0.99995 (texts) and 0.99993 (images). Without int8 arithmetic
+/// `INT8` computes as `FULL` and the comparison is skipped.
+#[test]
+fn precision_is_chosen_at_load() {
+    let demo = root().join("assets/demo-model");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/demo"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    paths.sort();
+    assert_eq!(paths.len(), 60);
+    let exe = build("precision", &[c_src("precision.c")], Link::Shared, &[]);
+    let mut args: Vec<&Path> = vec![&demo];
+    args.extend(paths.iter().map(PathBuf::as_path));
+    let stdout = run_ok(&exe, &args);
+    let got: HashMap<&str, Vec<String>> = stdout
+        .lines()
+        .map(|l| {
+            let mut it = l.split(' ');
+            (it.next().unwrap(), it.map(str::to_string).collect())
+        })
+        .collect();
+    let line = |k: &str| got.get(k).unwrap_or_else(|| panic!("no line {k} in\n{stdout}")).clone();
+
+    let supported = Precision::int8_supported();
+    assert_eq!(line("int8_supported"), [u8::from(supported).to_string()]);
+    // sizeof, then the offsets of struct_size, num_threads, alpha_policy,
+    // log_fn, log_user_data and precision (natural alignment; ffi/src/model.rs
+    // checks its Rust struct against the same numbers).
+    let p = std::mem::size_of::<usize>();
+    let layout = [(3 * p + 12).next_multiple_of(p), 0, p, p + 4, p + 8, 2 * p + 8, 3 * p + 8];
+    assert_eq!(line("options_layout"), layout.map(|v| v.to_string()));
+    assert_eq!(line("precision_full"), ["0"]);
+    assert_eq!(
+        line("precision_old_layout"),
+        ["0"],
+        "an old-size struct must load at full precision"
+    );
+    assert_eq!(line("precision_int8"), ["1"]);
+    for (key, want) in [
+        ("log_full", "full precision"),
+        ("log_old_layout", "full precision"),
+        ("log_int8", if supported { "int8 precision" } else { "no int8 arithmetic" }),
+    ] {
+        let log = line(key).join(" ");
+        assert!(log.starts_with("loaded ") && log.contains(want), "{key}: {log}");
+    }
+
+    let mut rust = Pipeline::from_dir(&demo).unwrap().with_threads(2).unwrap();
+    let dim = rust.embedding_dim();
+    let rust_full_texts = hex(rust.encode_texts(&DEMO_TEXTS).unwrap().data());
+    let rust_full_images = hex(&rows(rust.encode_image_files(&paths, |_| {})));
+    rust.set_precision(Precision::Int8);
+    let rust_int8_texts = hex(rust.encode_texts(&DEMO_TEXTS).unwrap().data());
+    let rust_int8_images = hex(&rows(rust.encode_image_files(&paths, |_| {})));
+    for (key, want) in [
+        ("full_texts", &rust_full_texts),
+        ("full_images", &rust_full_images),
+        ("old_layout_texts", &rust_full_texts),
+        ("old_layout_images", &rust_full_images),
+        ("int8_texts", &rust_int8_texts),
+        ("int8_images", &rust_int8_images),
+    ] {
+        assert_eq!(&line(key), want, "{key}: C and the Rust API differ");
+    }
+
+    if !supported {
+        eprintln!("no int8 arithmetic on this CPU: INT8 computes as FULL, comparison skipped");
+        assert_eq!(rust_int8_images, rust_full_images);
+        return;
+    }
+    for what in ["texts", "images"] {
+        let full = unhex(&line(&format!("full_{what}")));
+        let int8 = unhex(&line(&format!("int8_{what}")));
+        assert_ne!(full, int8, "{what}: int8 must actually change the arithmetic");
+        let worst =
+            full.chunks(dim).zip(int8.chunks(dim)).map(|(f, i)| cosine(f, i)).fold(1.0, f64::min);
+        println!("int8 vs full precision, {what}: cosine >= {worst:.5}");
+        assert!(worst >= 0.9995, "{what}: int8 vs full precision cosine {worst}");
     }
 }
 

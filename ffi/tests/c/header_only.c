@@ -8,9 +8,11 @@
 int clip_header_only_check(void);
 int clip_header_only_check(void) {
     clip_status s = CLIP_OK;
+    clip_precision p = CLIP_PRECISION_INT8;
     clip_model_options o;
     clip_image_view v;
     clip_model_buffers b;
+    (void)p;
     (void)o;
     (void)v;
     (void)b;

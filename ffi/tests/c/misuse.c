@@ -9,6 +9,7 @@
  */
 #include "clip.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,15 @@ int main(int argc, char **argv) {
     opts.alpha_policy = 7;
     EXPECT(clip_model_load(argv[1], &opts, &m), CLIP_ERR_INVALID_ARGUMENT, "alpha_policy");
     clip_model_options_init(&opts);
+    opts.precision = 7;
+    EXPECT(clip_model_load(argv[1], &opts, &m), CLIP_ERR_INVALID_ARGUMENT, "options->precision 7");
+    opts.precision = -1;
+    EXPECT(clip_model_load(argv[1], &opts, &m), CLIP_ERR_INVALID_ARGUMENT, "precision");
+    if (m != NULL) { fprintf(stderr, "out_model not NULL after a rejected precision\n"); failures++; }
+    clip_model_options_init(&opts);
+    opts.struct_size = offsetof(clip_model_options, precision) - 1; /* shorter than any layout */
+    EXPECT(clip_model_load(argv[1], &opts, &m), CLIP_ERR_INVALID_ARGUMENT, "struct_size");
+    clip_model_options_init(&opts);
     opts.log_fn = on_log;
     opts.log_user_data = &log_calls;
     EXPECT(clip_model_load("/nonexistent/clip-model", &opts, &m), CLIP_ERR_IO, NULL);
@@ -92,6 +102,9 @@ int main(int argc, char **argv) {
     /* NULL model everywhere */
     EXPECT(clip_model_embedding_dim(NULL) == 0 ? CLIP_ERR_NULL_ARGUMENT : CLIP_OK, CLIP_ERR_NULL_ARGUMENT, "model is NULL");
     if (clip_model_context_length(NULL) != 0 || clip_model_num_threads(NULL) != 0) { fprintf(stderr, "NULL queries\n"); failures++; }
+    EXPECT(clip_model_precision(NULL) == CLIP_PRECISION_FULL ? CLIP_ERR_NULL_ARGUMENT : CLIP_OK, CLIP_ERR_NULL_ARGUMENT, "model is NULL");
+    if (clip_model_precision(m) != CLIP_PRECISION_FULL) { fprintf(stderr, "default precision\n"); failures++; }
+    if (clip_int8_supported() != 0 && clip_int8_supported() != 1) { fprintf(stderr, "clip_int8_supported\n"); failures++; }
     EXPECT(clip_model_image_size(NULL, &h, &w), CLIP_ERR_NULL_ARGUMENT, "model");
     EXPECT(clip_model_image_size(m, NULL, &w), CLIP_ERR_NULL_ARGUMENT, "height");
     EXPECT(clip_model_logit_scale(m, NULL), CLIP_ERR_NULL_ARGUMENT, "out");
