@@ -1,6 +1,9 @@
 //! One model shared by many threads gives results identical (to the bit) to
 //! a serial run: text and image embeddings, zero-shot probabilities, file
-//! loading, on the caller's rayon pool and on a pipeline's own pool.
+//! loading, on the caller's rayon pool and on a pipeline's own pool. The
+//! jobs differ in size and every thread runs them in its own order, so a
+//! result that depended on what ran before (the encoder reuses its buffers
+//! between passes) would differ from the serial run.
 
 mod common;
 
