@@ -212,11 +212,26 @@ fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
 
 #[inline(always)]
 fn quantize_row_generic(row: &[f32], dst: &mut [u8]) -> f32 {
-    let amax = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    // The maximum in 16 independent lanes, so that the loop vectorises.
+    let mut lanes = [0.0f32; 16];
+    let chunks = row.chunks_exact(16);
+    let tail = chunks.remainder().iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v.abs());
+        }
+    }
+    let amax = lanes.iter().fold(tail, |a, &l| a.max(l));
     let s = if amax > 0.0 && amax.is_finite() { amax / 127.0 } else { 1.0 };
     let inv = 1.0 / s;
+    // Adding 1.5 * 2^23 + 128 rounds `q + 128` to an integer (ties to even,
+    // as `round_ties_even(q) + 128`: the constant is even) and leaves it in
+    // the low mantissa bits; read from there, without a float-to-int cast
+    // (which saturates and would keep the loop scalar).
+    const ROUND_PLUS_128: f32 = 12_583_040.0;
     for (d, &v) in dst.iter_mut().zip(row) {
-        *d = ((v * inv).round_ties_even().clamp(-127.0, 127.0) + 128.0) as u8;
+        let q = (v * inv).clamp(-127.0, 127.0);
+        *d = ((q + ROUND_PLUS_128).to_bits() & 0xff) as u8;
     }
     s
 }
@@ -279,6 +294,30 @@ mod tests {
     use super::*;
     use crate::kernels::test_support::pseudo;
     use crate::weights::{DType, WeightTensor};
+
+    /// The vectorised quantisation gives exactly the plain formula,
+    /// `round_ties_even(v / s) + 128` clamped to [1, 255] with `s` = max|v| /
+    /// 127, for every row length (lane tails) and at exact ties (x.5 after
+    /// scaling).
+    #[test]
+    fn quantize_row_is_exact() {
+        for len in [1, 5, 16, 17, 40, 768] {
+            let mut row = pseudo(len, len as u32);
+            // Ties: with max |v| = 127 the scale is 1, so v = n + 0.5 is a tie.
+            row[0] = 127.0;
+            for (i, v) in row.iter_mut().enumerate().skip(1).step_by(3) {
+                *v = (i % 200) as f32 - 100.5;
+            }
+            let mut got = vec![0u8; len];
+            let s = quantize_row(&row, &mut got);
+            let amax = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            assert_eq!(s, amax / 127.0);
+            for (i, (&g, &v)) in got.iter().zip(&row).enumerate() {
+                let want = ((v * (1.0 / s)).clamp(-127.0, 127.0).round_ties_even() + 128.0) as u8;
+                assert_eq!(g, want, "len {len}, [{i}] = {v}");
+            }
+        }
+    }
 
     /// The kernel computes exactly `s_m s_n sum_k p q + b` for the quantised
     /// values (checked in f64 from the same quantisation, to 1e-4 relative),
