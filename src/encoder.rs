@@ -45,7 +45,7 @@ struct EncoderLayer {
 }
 
 /// Called with each layer's input and, on request, its attention probabilities.
-type LayerHook<'a> = dyn FnMut(&[f32], Option<Vec<f32>>) + 'a;
+type LayerHook<'a> = dyn FnMut(&[f32], Option<Vec<f32>>) + Send + 'a;
 
 /// A stack of pre-LN transformer layers.
 pub(crate) struct Encoder {
@@ -169,7 +169,27 @@ impl Encoder {
 
     /// The layers; `on_layer` sees each layer's input (and, when `probs`,
     /// its attention probabilities).
+    ///
+    /// Runs on a thread of the current rayon pool: called from outside one
+    /// (e.g. the main thread with the global pool), every parallel step of
+    /// every layer would otherwise be a round trip that wakes the caller
+    /// (about 70 per image); from inside, the caller's thread is one of the
+    /// workers and the steps are cheap joins.
     fn run(
+        &self,
+        h: &mut [f32],
+        lens: &[usize],
+        mask: AttentionMask<'_>,
+        probs: bool,
+        on_layer: &mut LayerHook<'_>,
+    ) {
+        if rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| self.run_layers(h, lens, mask, probs, on_layer));
+        }
+        self.run_layers(h, lens, mask, probs, on_layer)
+    }
+
+    fn run_layers(
         &self,
         h: &mut [f32],
         lens: &[usize],
