@@ -26,26 +26,59 @@ pub use norm::{layer_norm, LayerNorm};
 
 /// Softmax over each row of length `n` of `x`, in place: subtracts the row
 /// maximum first, so large logits do not overflow. Rows whose entries are all
-/// `-inf` become all zeros rather than NaN.
+/// `-inf` become all zeros rather than NaN; an entry more than 87 below its
+/// row's maximum (a masked one) gets exactly zero.
 pub fn softmax_rows(x: &mut [f32], n: usize) {
     if n == 0 {
         return;
     }
-    for row in x.chunks_mut(n) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if max == f32::NEG_INFINITY {
-            row.fill(0.0);
-            continue;
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn wide(x: &mut [f32], n: usize) {
+            x.chunks_mut(n).for_each(softmax_row)
         }
-        let mut sum = 0.0f32;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: `wide` only needs AVX-512F, detected just above.
+            return unsafe { wide(x, n) };
         }
-        let inv = 1.0 / sum;
-        for v in row.iter_mut() {
-            *v *= inv;
+    }
+    x.chunks_mut(n).for_each(softmax_row)
+}
+
+/// One row; the reductions run in 16 independent lanes and the exponential
+/// is [`activation::exp_approx`], so every loop vectorises.
+#[inline(always)]
+fn softmax_row(row: &mut [f32]) {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = row.chunks_exact(16);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v);
         }
+    }
+    let max = lanes.iter().fold(tail, |a, &l| a.max(l));
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    for v in row.iter_mut() {
+        let d = *v - max;
+        // Below -87, e^d is under f32's normal range: zero, as masked scores need.
+        *v = if d < -87.0 { 0.0 } else { activation::exp_approx(d) };
+    }
+    let mut sums = [0.0f32; 16];
+    let chunks = row.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, &v) in sums.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    let inv = 1.0 / (sums.iter().sum::<f32>() + tail);
+    for v in row.iter_mut() {
+        *v *= inv;
     }
 }
 
