@@ -31,6 +31,19 @@ unsafe fn load16<const DT: u8>(p: *const u8, i: usize) -> __m512 {
     }
 }
 
+/// Widens `n` (a multiple of 16) panel elements of type `DT` at `src` to
+/// f32 at `dst`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `src` addresses `n` elements of type `DT` and `dst`
+/// `n` f32 that nothing else accesses meanwhile.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn widen<const DT: u8>(src: *const u8, dst: *mut f32, n: usize) {
+    for i in (0..n).step_by(16) {
+        _mm512_storeu_ps(dst.add(i), load16::<DT>(src, i));
+    }
+}
+
 /// Computes one tile over a depth of `kc`.
 ///
 /// # Safety

@@ -299,6 +299,8 @@ impl PackedLinear {
         let panel_elems = k * NR;
         let base = self.data.as_ptr();
         let es = self.dtype.size();
+        let mut wide =
+            if self.dtype == PanelType::F32 { Vec::new() } else { vec![0.0f32; KC * NR] };
         for m0 in (0..blocks.m).step_by(blocks.mc) {
             let mlen = blocks.mc.min(blocks.m - m0);
             let ntiles = mlen.div_ceil(MR_MAX);
@@ -321,6 +323,17 @@ impl PackedLinear {
                     // into one share of cache lines per tile.
                     let next = b.wrapping_add(kc * NR * es);
                     let lines = (KC.min(k) * NR * es).div_ceil(64);
+                    // 16-bit panels feeding many tiles are widened once into
+                    // an f32 slice (in L1) rather than in every tile: the
+                    // conversions compete with the multiply-adds for an
+                    // execution port. Few tiles read them directly.
+                    let (b, dtype) = if self.dtype != PanelType::F32 && ntiles >= WIDEN_TILES {
+                        // SAFETY: `b` addresses this slice's `kc * NR` elements.
+                        widen(self.dtype, b, &mut wide[..kc * NR]);
+                        (wide.as_ptr().cast::<u8>(), PanelType::F32)
+                    } else {
+                        (b, self.dtype)
+                    };
                     let mut r0 = 0;
                     for t in 0..ntiles {
                         let rows = tile_rows(mlen, ntiles, t);
@@ -334,9 +347,9 @@ impl PackedLinear {
                             n_valid,
                             bias,
                             load_c: !first || accumulate,
-                            prefetch: t == 0,
+                            prefetch: t == 0 && dtype == self.dtype,
                         };
-                        kernel(self.dtype, rows, kc, b, &tile);
+                        kernel(dtype, rows, kc, b, &tile);
                         r0 += rows;
                     }
                 }
@@ -449,6 +462,29 @@ pub(crate) struct Tile {
     pub next_lines: usize,
 }
 
+/// Tiles of one slice from which 16-bit panels are widened to f32 first.
+const WIDEN_TILES: usize = 8;
+
+/// Widens `dst.len()` (a multiple of 16) elements of `dtype` at `src`.
+///
+/// # Safety
+/// `src` addresses `dst.len()` elements of `dtype`; only called when
+/// [`available`] is true.
+#[cfg(target_arch = "x86_64")]
+unsafe fn widen(dtype: PanelType, src: *const u8, dst: &mut [f32]) {
+    use super::avx512::{widen, DT_BF16, DT_F16, DT_F32};
+    match dtype {
+        PanelType::F32 => widen::<DT_F32>(src, dst.as_mut_ptr(), dst.len()),
+        PanelType::F16 => widen::<DT_F16>(src, dst.as_mut_ptr(), dst.len()),
+        PanelType::BF16 => widen::<DT_BF16>(src, dst.as_mut_ptr(), dst.len()),
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn widen(_: PanelType, _: *const u8, _: &mut [f32]) {
+    unreachable!("packed kernel without a micro-kernel for this CPU")
+}
+
 /// Dispatches to the micro-kernel for `rows` rows of `dtype` panels.
 ///
 /// # Safety
@@ -505,7 +541,8 @@ mod tests {
         out
     }
 
-    /// Every tile height (1..=12 and the balanced splits of larger m), panel
+    /// Every tile height (1..=12 and the balanced splits of larger m; with
+    /// m = 100, 16-bit panels widened once per slice), panel
     /// tails (n not a multiple of 32), several depth blocks (k > 256), both
     /// output modes, 1 and 2 threads, each dtype, two stacked parts with one
     /// bias missing. Tolerance 1e-4: sums of up to 600 products of O(0.25)
@@ -515,7 +552,9 @@ mod tests {
         if !available() {
             return;
         }
-        for &(m, n1, n2, k) in &[(1, 32, 0, 8), (7, 40, 9, 600), (50, 64, 64, 257), (25, 3, 0, 0)] {
+        let cases =
+            [(1, 32, 0, 8), (7, 40, 9, 600), (50, 64, 64, 257), (25, 3, 0, 0), (100, 40, 0, 300)];
+        for &(m, n1, n2, k) in &cases {
             let n = n1 + n2;
             let x = pseudo(m * k, 1);
             for dtype in [DType::F32, DType::F16, DType::BF16] {
