@@ -199,7 +199,9 @@ CLIP_API clip_status clip_model_load_from_memory(const clip_model_buffers *buffe
                                                  const clip_model_options *options,
                                                  clip_model **out_model);
 
-/* Releases a model. NULL is ignored. No other thread may be using it. */
+/* Releases a model. NULL is ignored. No other thread may be using it. Returns
+   once the model's own threads have exited, so the library may be unloaded
+   (dlclose) right after. */
 CLIP_API void clip_model_free(clip_model *model);
 
 /* Width of every embedding (projection dim); 0 if model is NULL. */

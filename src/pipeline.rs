@@ -13,7 +13,7 @@ use crate::model::CLIPModel;
 use crate::processor::CLIPProcessor;
 use crate::tensor::Tensor;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The prompt templates `clip tag` and the C ABI use by default: a small
 /// ensemble in the style of the CLIP paper's (also the demo model's training
@@ -21,11 +21,64 @@ use std::sync::Arc;
 pub const DEFAULT_TEMPLATES: &[&str] =
     &["a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a drawing of a {}."];
 
+/// A rayon pool whose threads are joined when it is dropped (rayon's own
+/// pools let their threads exit on their own, later).
+struct OwnPool {
+    pool: Option<rayon::ThreadPool>,
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+impl OwnPool {
+    fn new(threads: usize) -> Result<Self> {
+        let handles = Arc::new(Mutex::new(Vec::new()));
+        let spawned = handles.clone();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("clip-{i}"))
+            .spawn_handler(move |thread| {
+                let mut b = std::thread::Builder::new();
+                if let Some(name) = thread.name() {
+                    b = b.name(name.to_owned());
+                }
+                if let Some(size) = thread.stack_size() {
+                    b = b.stack_size(size);
+                }
+                let handle = b.spawn(|| thread.run())?;
+                spawned.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+                Ok(())
+            })
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start {threads} threads: {e}")))?;
+        Ok(OwnPool { pool: Some(pool), threads: handles })
+    }
+
+    fn get(&self) -> &rayon::ThreadPool {
+        self.pool.as_ref().expect("the pool lives until the drop")
+    }
+}
+
+impl Drop for OwnPool {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else { return };
+        // Dropped from one of its own threads (a job owning the pipeline):
+        // that thread cannot join itself; let them all exit on their own.
+        let inside = pool.current_thread_index().is_some();
+        drop(pool); // tells the threads to exit once idle
+        if inside {
+            return;
+        }
+        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
 /// A model and its processor, with chunked batch entry points.
 pub struct Pipeline {
     model: CLIPModel,
     processor: CLIPProcessor,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<OwnPool>,
     /// Texts encoded per forward pass (bounds memory); default 256.
     pub text_batch_size: usize,
     /// Images encoded per forward pass (bounds memory); default 16.
@@ -46,24 +99,25 @@ impl Pipeline {
     }
 
     /// Runs every call on an own pool of `threads` threads (0 = one per core).
+    ///
+    /// Dropping the pipeline joins these threads: when the drop returns, none
+    /// of them runs (a C host may unload the library right after
+    /// `clip_model_free`).
     pub fn with_threads(mut self, threads: usize) -> Result<Self> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("clip-{i}"))
-            .build()
-            .map_err(|e| Error::internal(format!("cannot start {threads} threads: {e}")))?;
-        self.pool = Some(Arc::new(pool));
+        self.pool = Some(OwnPool::new(threads)?);
         Ok(self)
     }
 
     /// Threads a call uses.
     pub fn num_threads(&self) -> usize {
-        self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+        self.pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.get().current_num_threads())
     }
 
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         match &self.pool {
-            Some(pool) => pool.install(f),
+            Some(pool) => pool.get().install(f),
             None => f(),
         }
     }
@@ -255,5 +309,29 @@ mod tests {
         let p = Pipeline::from_dir(dir).unwrap().with_threads(3).unwrap();
         assert_eq!(p.install(rayon::current_num_threads), 3);
         assert_eq!(p.num_threads(), 3);
+    }
+
+    /// The pool's threads are gone when the drop returns: joined, not left
+    /// to exit later (each thread's name is seen by the OS until it exits).
+    #[test]
+    fn drop_joins_the_own_pool() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models/tiny-quickgelu");
+        let count = || {
+            let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return None };
+            let names =
+                tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok());
+            Some(names.filter(|n| n.trim() == "clip-joined-7").count())
+        };
+        let mut p = Pipeline::from_dir(dir).unwrap();
+        p.pool = Some(OwnPool::new(1).unwrap());
+        // Renamed so that other tests' pools running meanwhile do not count.
+        p.install(|| {
+            let _ = std::fs::write("/proc/thread-self/comm", "clip-joined-7");
+        });
+        if count() != Some(1) {
+            return; // no /proc (not Linux): nothing to observe
+        }
+        drop(p);
+        assert_eq!(count(), Some(0), "a pool thread outlived the pipeline");
     }
 }

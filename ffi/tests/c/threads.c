@@ -1,6 +1,7 @@
 /*
  * 8 threads share one model; each repeats the same calls and must get
- * results bit-identical to a serial run.
+ * results bit-identical to a serial run. After clip_model_free, the model's
+ * own threads are gone (Linux: "Threads:" in /proc/self/status is back to 1).
  *
  * usage: threads MODEL_DIR IMAGE...
  */
@@ -69,6 +70,18 @@ static void release(job *j) {
     free(j->probs);
 }
 
+/* The process's thread count, or -1 where /proc/self/status is missing. */
+static int os_threads(void) {
+    char line[256];
+    int n = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
 int main(int argc, char **argv) {
     clip_model *model = NULL;
     clip_model_options opts;
@@ -101,6 +114,10 @@ int main(int argc, char **argv) {
     release(&serial);
     clip_model_free(model);
     if (failed) return 1;
+    if (os_threads() > 1) {
+        fprintf(stderr, "%d threads still run after clip_model_free\n", os_threads());
+        return 1;
+    }
     printf("threads: %d threads x %d rounds identical to the serial run\n", THREADS, ROUNDS);
     return 0;
 }
