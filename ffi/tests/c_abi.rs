@@ -171,6 +171,17 @@ fn run(exe: &Path, args: &[&Path]) -> Output {
     Command::new(exe).args(args).output().expect("cannot run the C program")
 }
 
+/// A C program's output lines `KEY v1 v2 ...`, by key.
+fn keyed_lines(stdout: &str) -> HashMap<&str, Vec<String>> {
+    stdout
+        .lines()
+        .map(|l| {
+            let mut it = l.split(' ');
+            (it.next().unwrap(), it.map(str::to_string).collect())
+        })
+        .collect()
+}
+
 fn run_ok(exe: &Path, args: &[&Path]) -> String {
     let out = run(exe, args);
     assert!(
@@ -259,13 +270,7 @@ fn check_values(link: Link, name: &str) {
     let mut args: Vec<&Path> = vec![&env().model];
     args.extend(paths.iter().map(PathBuf::as_path));
     let stdout = run_ok(&exe, &args);
-    let got: HashMap<&str, Vec<String>> = stdout
-        .lines()
-        .map(|l| {
-            let mut it = l.split(' ');
-            (it.next().unwrap(), it.map(str::to_string).collect())
-        })
-        .collect();
+    let got = keyed_lines(&stdout);
     let expected = expected();
     assert_eq!(got.len(), expected.len(), "lines:\n{stdout}");
     for (key, want) in expected {
@@ -430,13 +435,7 @@ fn precision_is_chosen_at_load() {
     let mut args: Vec<&Path> = vec![&demo];
     args.extend(paths.iter().map(PathBuf::as_path));
     let stdout = run_ok(&exe, &args);
-    let got: HashMap<&str, Vec<String>> = stdout
-        .lines()
-        .map(|l| {
-            let mut it = l.split(' ');
-            (it.next().unwrap(), it.map(str::to_string).collect())
-        })
-        .collect();
+    let got = keyed_lines(&stdout);
     let line = |k: &str| got.get(k).unwrap_or_else(|| panic!("no line {k} in\n{stdout}")).clone();
 
     let supported = Precision::int8_supported();
