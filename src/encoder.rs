@@ -153,7 +153,7 @@ impl Encoder {
             }
         };
         let lens = vec![seq; batch];
-        self.run(h, &lens, mask, opts.output_attentions, &mut on_layer);
+        in_pool(|| self.run(h, &lens, mask, opts.output_attentions, &mut on_layer));
         if let Some(hs) = collected.hidden_states.as_mut() {
             hs.push(Tensor::from_parts(vec![batch, seq, d], h.to_vec()));
         }
@@ -164,32 +164,12 @@ impl Encoder {
     /// the other in `h` (`[sum(lens), hidden]`), each attending only within
     /// itself: a batch without its padding.
     pub fn forward_ragged(&self, h: &mut [f32], lens: &[usize], mask: AttentionMask<'_>) {
-        self.run(h, lens, mask, false, &mut |_, _| {});
+        in_pool(|| self.run(h, lens, mask, false, &mut |_, _| {}));
     }
 
     /// The layers; `on_layer` sees each layer's input (and, when `probs`,
-    /// its attention probabilities).
-    ///
-    /// Runs on a thread of the current rayon pool: called from outside one
-    /// (e.g. the main thread with the global pool), every parallel step of
-    /// every layer would otherwise be a round trip that wakes the caller
-    /// (about 70 per image); from inside, the caller's thread is one of the
-    /// workers and the steps are cheap joins.
+    /// its attention probabilities). Callers run it [`in_pool`].
     fn run(
-        &self,
-        h: &mut [f32],
-        lens: &[usize],
-        mask: AttentionMask<'_>,
-        probs: bool,
-        on_layer: &mut LayerHook<'_>,
-    ) {
-        if rayon::current_thread_index().is_none() {
-            return rayon::scope(|_| self.run_layers(h, lens, mask, probs, on_layer));
-        }
-        self.run_layers(h, lens, mask, probs, on_layer)
-    }
-
-    fn run_layers(
         &self,
         h: &mut [f32],
         lens: &[usize],
@@ -224,5 +204,18 @@ impl Encoder {
         if buffers.capacity() <= MAX_SPARE_FLOATS {
             spare().push(buffers);
         }
+    }
+}
+
+/// Runs `f` on a thread of the current rayon pool: called from outside one
+/// (e.g. the main thread with the global pool), every parallel step of
+/// every layer would otherwise be a round trip that wakes the caller (about
+/// 70 per image); from inside, the caller's thread is one of the workers and
+/// the steps are cheap joins.
+fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_none() {
+        rayon::scope(|_| f())
+    } else {
+        f()
     }
 }

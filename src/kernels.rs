@@ -5,6 +5,29 @@
 //! the CPU); f16/bf16 weights are widened to f32 block by block inside
 //! [`matmul`], so they stay 16-bit in memory.
 
+/// Defines `fn $name(args) -> ret` running `$body(args)` compiled for
+/// AVX-512 when the CPU has it: the bodies' loops are written to vectorise,
+/// and the baseline x86-64 target has only 4 lanes.
+macro_rules! widest_simd {
+    ($(#[$m:meta])* fn $name:ident($($p:ident: $t:ty),*) $(-> $r:ty)? = $body:path) => {
+        $(#[$m])*
+        fn $name($($p: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn wide($($p: $t),*) $(-> $r)? {
+                    $body($($p),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: `wide` only needs AVX-512F, detected just above.
+                    return unsafe { wide($($p),*) };
+                }
+            }
+            $body($($p),*)
+        }
+    };
+}
+
 mod activation;
 mod attention;
 #[cfg(target_arch = "x86_64")]
@@ -32,33 +55,21 @@ pub fn softmax_rows(x: &mut [f32], n: usize) {
     if n == 0 {
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn wide(x: &mut [f32], n: usize) {
-            x.chunks_mut(n).for_each(softmax_row)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: `wide` only needs AVX-512F, detected just above.
-            return unsafe { wide(x, n) };
-        }
-    }
+    softmax_all_rows(x, n)
+}
+
+widest_simd!(fn softmax_all_rows(x: &mut [f32], n: usize) = softmax_rows_body);
+
+#[inline(always)]
+fn softmax_rows_body(x: &mut [f32], n: usize) {
     x.chunks_mut(n).for_each(softmax_row)
 }
 
-/// One row; the reductions run in 16 independent lanes and the exponential
-/// is [`activation::exp_approx`], so every loop vectorises.
+/// One row; the reductions run in independent lanes ([`lane_fold`]) and the
+/// exponential is [`activation::exp_approx`], so every loop vectorises.
 #[inline(always)]
 fn softmax_row(row: &mut [f32]) {
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let chunks = row.chunks_exact(16);
-    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-    for c in chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = l.max(v);
-        }
-    }
-    let max = lanes.iter().fold(tail, |a, &l| a.max(l));
+    let max = lane_fold::<f32, 16>(row, f32::NEG_INFINITY, f32::max, f32::max);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
         return;
@@ -68,18 +79,31 @@ fn softmax_row(row: &mut [f32]) {
         // Below -87, e^d is under f32's normal range: zero, as masked scores need.
         *v = if d < -87.0 { 0.0 } else { activation::exp_approx(d) };
     }
-    let mut sums = [0.0f32; 16];
-    let chunks = row.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (l, &v) in sums.iter_mut().zip(c) {
-            *l += v;
-        }
-    }
-    let inv = 1.0 / (sums.iter().sum::<f32>() + tail);
+    let inv = 1.0 / lane_fold::<f32, 16>(row, 0.0, |a, v| a + v, |a, b| a + b);
     for v in row.iter_mut() {
         *v *= inv;
     }
+}
+
+/// Folds `x` in `L` independent lanes (`step` per element), then merges the
+/// lanes in order and the remainder (`merge`): a reduction the compiler can
+/// vectorise, where a single running float accumulator cannot be reordered.
+#[inline(always)]
+pub(crate) fn lane_fold<A: Copy, const L: usize>(
+    x: &[f32],
+    init: A,
+    step: impl Fn(A, f32) -> A,
+    merge: impl Fn(A, A) -> A,
+) -> A {
+    let mut lanes = [init; L];
+    let chunks = x.chunks_exact(L);
+    let tail = chunks.remainder().iter().fold(init, |a, &v| step(a, v));
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = step(*l, v);
+        }
+    }
+    merge(lanes.iter().fold(init, |a, &l| merge(a, l)), tail)
 }
 
 /// Scales each row of width `n` to unit L2 norm, as transformers'

@@ -2,33 +2,18 @@
 
 use crate::config::Activation;
 
-/// Runs the elementwise loop `f` compiled for AVX-512 when the CPU has it (the
-/// loops are written to vectorise; the baseline x86-64 target has 4 lanes).
-macro_rules! widest {
-    ($f:ident, $x:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f")]
-            fn wide(x: &mut [f32]) {
-                $f(x)
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: `wide` only needs AVX-512F, detected just above.
-                return unsafe { wide($x) };
-            }
-        }
-        $f($x)
-    }};
-}
+widest_simd!(fn quick_gelu_widest(x: &mut [f32]) = quick_gelu);
+widest_simd!(fn gelu_erf_widest(x: &mut [f32]) = gelu_erf);
+widest_simd!(fn gelu_tanh_widest(x: &mut [f32]) = gelu_tanh);
 
 /// Applies `act` to every element of `x`, in parallel for large inputs.
 pub fn apply_activation(act: Activation, x: &mut [f32]) {
     use rayon::prelude::*;
     const CHUNK: usize = 16 * 1024;
     let f: fn(&mut [f32]) = match act {
-        Activation::QuickGelu => |x| widest!(quick_gelu, x),
-        Activation::Gelu => |x| widest!(gelu_erf, x),
-        Activation::GeluTanh => |x| widest!(gelu_tanh, x),
+        Activation::QuickGelu => quick_gelu_widest,
+        Activation::Gelu => gelu_erf_widest,
+        Activation::GeluTanh => gelu_tanh_widest,
         Activation::Relu => relu,
     };
     if x.len() <= CHUNK {

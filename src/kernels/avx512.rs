@@ -31,6 +31,19 @@ unsafe fn load16<const DT: u8>(p: *const u8, i: usize) -> __m512 {
     }
 }
 
+/// Step `step` of a tile's share of the next panel: its lines `2 step` and
+/// `2 step + 1` of `lines`, prefetched into L2.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn prefetch_share(next: *const u8, lines: usize, step: usize) {
+    if 2 * step < lines {
+        // Hints only, possibly past the panels: no `add`, never dereferenced.
+        let line = next.wrapping_add(2 * step * 64);
+        _mm_prefetch::<_MM_HINT_T1>(line.cast());
+        _mm_prefetch::<_MM_HINT_T1>(line.wrapping_add(64).cast());
+    }
+}
+
 /// Widens `n` (a multiple of 16) panel elements of type `DT` at `src` to
 /// f32 at `dst`.
 ///
@@ -58,12 +71,7 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
     let mut bi = 0;
     let es = if DT == DT_F32 { 4 } else { 2 };
     for step in 0..kc {
-        if 2 * step < t.next_lines {
-            // Hints only, possibly past the panels: no `add`, never dereferenced.
-            let line = t.next.wrapping_add(2 * step * 64);
-            _mm_prefetch::<_MM_HINT_T1>(line.cast());
-            _mm_prefetch::<_MM_HINT_T1>(line.wrapping_add(64).cast());
-        }
+        prefetch_share(t.next, t.next_lines, step);
         if t.prefetch {
             // The panel row PREFETCH_ROWS steps ahead (one or two cache lines).
             // A hint only: it may point past the panel, so no `add` (never dereferenced).
@@ -117,12 +125,7 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
 pub(crate) unsafe fn kernel_i8<const ROWS: usize>(groups: usize, b: *const u8, t: &TileI8) {
     let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
     for g in 0..groups {
-        if 2 * g < t.next_lines {
-            // Hints only, possibly past the panels: no `add`, never dereferenced.
-            let line = t.next.wrapping_add(2 * g * 64);
-            _mm_prefetch::<_MM_HINT_T1>(line.cast());
-            _mm_prefetch::<_MM_HINT_T1>(line.wrapping_add(64).cast());
-        }
+        prefetch_share(t.next, t.next_lines, g);
         let b0 = _mm512_loadu_si512(b.add(g * 4 * NR).cast());
         let b1 = _mm512_loadu_si512(b.add(g * 4 * NR + 64).cast());
         for (r, acc) in acc.iter_mut().enumerate() {

@@ -10,9 +10,11 @@
 //! `y = s_m s_n (acc - 128 sum_k q) + b`. Same panel order as the f32 path,
 //! with four consecutive depths per 32-bit lane: `[panel][k / 4][NR][4]`.
 
+use super::lane_fold;
 use super::matmul::Mat;
 use super::packed::{
-    release_pages, split_panels, threads_for, tile_rows, OutPtr, PanelMemory, Stack, MR_MAX, NR,
+    next_share, release_pages, split_panels, threads_for, tile_rows, OutPtr, PanelMemory, Stack,
+    MR_MAX, NR,
 };
 use rayon::prelude::*;
 
@@ -162,10 +164,10 @@ impl Int8Linear {
                 let mut r0 = 0;
                 for t in 0..ntiles {
                     let rows = tile_rows(mlen, ntiles, t);
-                    let (l0, l1) = (lines * t / ntiles, lines * (t + 1) / ntiles);
+                    let (next, next_lines) = next_share(next, lines, t, ntiles);
                     let tile = TileI8 {
-                        next: next.wrapping_add(l0 * 64),
-                        next_lines: l1 - l0,
+                        next,
+                        next_lines,
                         a: a.as_ptr().add((m0 + r0) * lda),
                         lda,
                         row_scale: row_scale.as_ptr().add(m0 + r0),
@@ -194,34 +196,14 @@ thread_local! {
     static Q_PACK: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Quantises one row to u8 (`round(x / s) + 128`), returning `s`.
-fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn wide(row: &[f32], dst: &mut [u8]) -> f32 {
-            quantize_row_generic(row, dst)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: `wide` only needs AVX-512F, detected just above.
-            return unsafe { wide(row, dst) };
-        }
-    }
-    quantize_row_generic(row, dst)
-}
+widest_simd!(
+    /// Quantises one row to u8 (`round(x / s) + 128`), returning `s`.
+    fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 = quantize_row_body
+);
 
 #[inline(always)]
-fn quantize_row_generic(row: &[f32], dst: &mut [u8]) -> f32 {
-    // The maximum in 16 independent lanes, so that the loop vectorises.
-    let mut lanes = [0.0f32; 16];
-    let chunks = row.chunks_exact(16);
-    let tail = chunks.remainder().iter().fold(0.0f32, |a, v| a.max(v.abs()));
-    for c in chunks {
-        for (l, v) in lanes.iter_mut().zip(c) {
-            *l = l.max(v.abs());
-        }
-    }
-    let amax = lanes.iter().fold(tail, |a, &l| a.max(l));
+fn quantize_row_body(row: &[f32], dst: &mut [u8]) -> f32 {
+    let amax = lane_fold::<f32, 16>(row, 0.0, |a, v| a.max(v.abs()), f32::max);
     let s = if amax > 0.0 && amax.is_finite() { amax / 127.0 } else { 1.0 };
     let inv = 1.0 / s;
     // Adding 1.5 * 2^23 + 128 rounds `q + 128` to an integer (ties to even,

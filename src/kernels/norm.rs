@@ -1,5 +1,6 @@
 //! Layer normalisation over the last dimension.
 
+use super::lane_fold;
 use rayon::prelude::*;
 
 /// The parameters of a `LayerNorm` (`weight`, `bias`, `eps`), widened to f32.
@@ -29,35 +30,15 @@ pub fn layer_norm(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
     }
 }
 
-/// One row, compiled for AVX-512 when the CPU has it.
-fn normalize_row(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn wide(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
-            normalize_row_body(x, ln, out)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: `wide` only needs AVX-512F, detected just above.
-            return unsafe { wide(x, ln, out) };
-        }
-    }
-    normalize_row_body(x, ln, out)
-}
+widest_simd!(
+    /// One row, compiled for AVX-512 when the CPU has it.
+    fn normalize_row(x: &[f32], ln: &LayerNorm, out: &mut [f32]) = normalize_row_body
+);
 
-/// Sums in eight independent f64 lanes, so the loop vectorises (a single
-/// running float sum cannot be reordered by the compiler).
+/// A sum of `f(v)` in eight independent f64 lanes ([`lane_fold`]).
 #[inline(always)]
 fn sum_f64(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let chunks = x.chunks_exact(8);
-    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for c in chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += f(v);
-        }
-    }
-    lanes.iter().sum::<f64>() + tail
+    lane_fold::<f64, 8>(x, 0.0, |a, v| a + f(v), |a, b| a + b)
 }
 
 #[inline(always)]

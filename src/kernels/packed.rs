@@ -299,8 +299,7 @@ impl PackedLinear {
         let panel_elems = k * NR;
         let base = self.data.as_ptr();
         let es = self.dtype.size();
-        let mut wide =
-            if self.dtype == PanelType::F32 { Vec::new() } else { vec![0.0f32; KC * NR] };
+        let mut wide = Vec::new();
         for m0 in (0..blocks.m).step_by(blocks.mc) {
             let mlen = blocks.mc.min(blocks.m - m0);
             let ntiles = mlen.div_ceil(MR_MAX);
@@ -328,6 +327,7 @@ impl PackedLinear {
                     // conversions compete with the multiply-adds for an
                     // execution port. Few tiles read them directly.
                     let (b, dtype) = if self.dtype != PanelType::F32 && ntiles >= WIDEN_TILES {
+                        wide.resize(KC * NR, 0.0);
                         // SAFETY: `b` addresses this slice's `kc * NR` elements.
                         widen(self.dtype, b, &mut wide[..kc * NR]);
                         (wide.as_ptr().cast::<u8>(), PanelType::F32)
@@ -337,10 +337,10 @@ impl PackedLinear {
                     let mut r0 = 0;
                     for t in 0..ntiles {
                         let rows = tile_rows(mlen, ntiles, t);
-                        let (l0, l1) = (lines * t / ntiles, lines * (t + 1) / ntiles);
+                        let (next, next_lines) = next_share(next, lines, t, ntiles);
                         let tile = Tile {
-                            next: next.wrapping_add(l0 * 64),
-                            next_lines: l1 - l0,
+                            next,
+                            next_lines,
                             a: ablock.add(r0 * LDA),
                             c: out.get().add((m0 + r0) * out_rs + p * NR),
                             ldc: out_rs,
@@ -361,6 +361,18 @@ impl PackedLinear {
 thread_local! {
     /// The packed activations of the product running on this thread (reused).
     static A_PACK: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Tile `t`'s share of the `lines` cache lines at `next` (the slice that
+/// is computed next), for it to prefetch: its first line and line count.
+pub(crate) fn next_share(
+    next: *const u8,
+    lines: usize,
+    t: usize,
+    ntiles: usize,
+) -> (*const u8, usize) {
+    let (l0, l1) = (lines * t / ntiles, lines * (t + 1) / ntiles);
+    (next.wrapping_add(l0 * 64), l1 - l0)
 }
 
 /// Height of tile `t` when `mlen` rows are split into `ntiles` near-equal tiles.
