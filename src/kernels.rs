@@ -60,9 +60,13 @@ pub fn softmax_rows(x: &mut [f32], n: usize) {
 
 widest_simd!(fn softmax_all_rows(x: &mut [f32], n: usize) = softmax_rows_body);
 
+/// A plain loop: `for_each(softmax_row)` was outlined into a generic `fold`
+/// compiled without AVX-512.
 #[inline(always)]
 fn softmax_rows_body(x: &mut [f32], n: usize) {
-    x.chunks_mut(n).for_each(softmax_row)
+    for row in x.chunks_mut(n) {
+        softmax_row(row)
+    }
 }
 
 /// One row; the reductions run in independent lanes ([`lane_fold`]) and the
