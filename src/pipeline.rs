@@ -332,6 +332,18 @@ mod tests {
             return; // no /proc (not Linux): nothing to observe
         }
         drop(p);
+        // Natively one read. Under qemu-user the join returns while qemu's
+        // host thread is still exiting; scripts/cross-aarch64.sh sets
+        // CLIP_TEST_THREAD_GRACE_MS so that the count may catch up.
+        let grace_ms: u32 = std::env::var("CLIP_TEST_THREAD_GRACE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut waited = 0;
+        while count() != Some(0) && waited < grace_ms {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            waited += 1;
+        }
         assert_eq!(count(), Some(0), "a pool thread outlived the pipeline");
     }
 }
