@@ -4,8 +4,8 @@
 use crate::config::Activation;
 use crate::error::Result;
 use crate::kernels::{
-    apply_activation, attention_segments, layer_norm, linear, linear_accumulate, AttentionMask,
-    LayerNorm, Linear, StackedLinear,
+    apply_activation, attention_picked, attention_segments, layer_norm, linear, linear_accumulate,
+    AttentionMask, LayerNorm, Linear, StackedLinear,
 };
 use crate::tensor::Tensor;
 use crate::weights::Loader;
@@ -153,58 +153,147 @@ impl Encoder {
             }
         };
         let lens = vec![seq; batch];
-        in_pool(|| self.run(h, &lens, mask, opts.output_attentions, &mut on_layer));
+        in_pool(|| self.run(h, &lens, mask, None, opts.output_attentions, &mut on_layer));
         if let Some(hs) = collected.hidden_states.as_mut() {
             hs.push(Tensor::from_parts(vec![batch, seq, d], h.to_vec()));
         }
         collected
     }
 
-    /// Runs every layer over sequences of different lengths stored one after
-    /// the other in `h` (`[sum(lens), hidden]`), each attending only within
-    /// itself: a batch without its padding.
-    pub fn forward_ragged(&self, h: &mut [f32], lens: &[usize], mask: AttentionMask<'_>) {
-        in_pool(|| self.run(h, lens, mask, false, &mut |_, _| {}));
+    /// The encoder's output at row `picks[s]` of each sequence `s`,
+    /// `[lens.len(), hidden]`: what a pooled output needs. The sequences may
+    /// differ in length and are stored one after the other in `h`
+    /// (`[sum(lens), hidden]`), each attending only within itself (a batch
+    /// without its padding). Every layer but the last runs over all
+    /// rows (in place in `h`); the last computes the keys and values of all
+    /// rows and everything else for the picked rows only, which saves most of
+    /// a layer (`h` then holds the last layer's input).
+    pub fn forward_picked(
+        &self,
+        h: &mut [f32],
+        lens: &[usize],
+        picks: &[usize],
+        mask: AttentionMask<'_>,
+    ) -> Vec<f32> {
+        in_pool(|| self.run(h, lens, mask, Some(picks), false, &mut |_, _| {}))
     }
 
     /// The layers; `on_layer` sees each layer's input (and, when `probs`,
-    /// its attention probabilities). Callers run it [`in_pool`].
+    /// its attention probabilities). With `picks`, the last layer runs for
+    /// the picked rows only and returns them (see [`Encoder::forward_picked`]);
+    /// without, every layer runs over every row and the result is empty.
+    /// Callers run it [`in_pool`].
     fn run(
         &self,
         h: &mut [f32],
         lens: &[usize],
         mask: AttentionMask<'_>,
+        picks: Option<&[usize]>,
         probs: bool,
         on_layer: &mut LayerHook<'_>,
-    ) {
+    ) -> Vec<f32> {
         let (d, f) = (self.hidden, self.intermediate);
         let m: usize = lens.iter().sum();
-        let threads = rayon::current_num_threads();
-        let head_dim = d / self.heads;
         // A poisoned lock only means another pass panicked: the list is intact.
         let spare = || self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        let buffers = spare().pop().unwrap_or_default().sized(m, d, f);
-        let Buffers { mut normed, mut qkv, mut ctx, mut mlp } = buffers;
-        let probs_len: usize = lens.iter().map(|l| self.heads * l * l).sum();
-        for layer in &self.layers {
-            // Self-attention block.
-            layer_norm(h, &layer.layer_norm1, &mut normed);
-            layer.qkv_proj.forward(&normed, m, &mut qkv, threads);
-            let mut p = probs.then(|| vec![0.0f32; probs_len]);
-            attention_segments(&qkv, lens, self.heads, head_dim, mask, &mut ctx, p.as_deref_mut());
-            on_layer(h, p);
-            linear_accumulate(&ctx, m, &layer.out_proj, h, threads);
-            // MLP block.
-            layer_norm(h, &layer.layer_norm2, &mut normed);
-            linear(&normed, m, &layer.fc1, &mut mlp, threads);
-            apply_activation(self.act, &mut mlp);
-            linear_accumulate(&mlp, m, &layer.fc2, h, threads);
+        let mut bufs = spare().pop().unwrap_or_default().sized(m, d, f);
+        let (full, last) = match (picks, self.layers.split_last()) {
+            (Some(_), Some((last, rest))) => (rest, Some(last)),
+            _ => (&self.layers[..], None),
+        };
+        for layer in full {
+            self.layer(layer, h, lens, mask, probs, on_layer, &mut bufs);
         }
-        let buffers = Buffers { normed, qkv, ctx, mlp };
-        if buffers.capacity() <= MAX_SPARE_FLOATS {
-            spare().push(buffers);
+        let picked = match picks {
+            Some(picks) => {
+                let rows = picked_rows(lens, picks);
+                let gathered = rows.iter().flat_map(|&r| &h[r * d..(r + 1) * d]).copied();
+                let mut out: Vec<f32> = gathered.collect();
+                if let Some(layer) = last {
+                    self.last_layer_picked(layer, h, lens, picks, mask, &mut bufs, &mut out);
+                }
+                out
+            }
+            None => Vec::new(),
+        };
+        if bufs.capacity() <= MAX_SPARE_FLOATS {
+            spare().push(bufs);
         }
+        picked
     }
+
+    /// One layer over every row of `h`, in place.
+    #[allow(clippy::too_many_arguments)]
+    fn layer(
+        &self,
+        layer: &EncoderLayer,
+        h: &mut [f32],
+        lens: &[usize],
+        mask: AttentionMask<'_>,
+        probs: bool,
+        on_layer: &mut LayerHook<'_>,
+        bufs: &mut Buffers,
+    ) {
+        let m: usize = lens.iter().sum();
+        let threads = rayon::current_num_threads();
+        let head_dim = self.hidden / self.heads;
+        let Buffers { normed, qkv, ctx, mlp } = bufs;
+        // Self-attention block.
+        layer_norm(h, &layer.layer_norm1, normed);
+        layer.qkv_proj.forward(normed, m, qkv, threads);
+        let probs_len: usize = lens.iter().map(|l| self.heads * l * l).sum();
+        let mut p = probs.then(|| vec![0.0f32; probs_len]);
+        attention_segments(qkv, lens, self.heads, head_dim, mask, ctx, p.as_deref_mut());
+        on_layer(h, p);
+        linear_accumulate(ctx, m, &layer.out_proj, h, threads);
+        // MLP block.
+        layer_norm(h, &layer.layer_norm2, normed);
+        linear(normed, m, &layer.fc1, mlp, threads);
+        apply_activation(self.act, mlp);
+        linear_accumulate(mlp, m, &layer.fc2, h, threads);
+    }
+
+    /// The last layer for the picked rows: `out` (`[picks.len(), hidden]`)
+    /// holds their inputs and receives their outputs; `h` is every row's input.
+    #[allow(clippy::too_many_arguments)]
+    fn last_layer_picked(
+        &self,
+        layer: &EncoderLayer,
+        h: &[f32],
+        lens: &[usize],
+        picks: &[usize],
+        mask: AttentionMask<'_>,
+        bufs: &mut Buffers,
+        out: &mut [f32],
+    ) {
+        let (d, f, n) = (self.hidden, self.intermediate, picks.len());
+        let m: usize = lens.iter().sum();
+        let threads = rayon::current_num_threads();
+        let Buffers { normed, qkv, ctx, mlp } = bufs;
+        // Keys and values of every row (the queries of the others come
+        // along: one stacked product, a twelfth of the layer).
+        layer_norm(h, &layer.layer_norm1, normed);
+        layer.qkv_proj.forward(normed, m, qkv, threads);
+        let ctx = &mut ctx[..n * d];
+        attention_picked(qkv, lens, picks, self.heads, d / self.heads, mask, ctx);
+        linear_accumulate(ctx, n, &layer.out_proj, out, threads);
+        let (normed, mlp) = (&mut normed[..n * d], &mut mlp[..n * f]);
+        layer_norm(out, &layer.layer_norm2, normed);
+        linear(normed, n, &layer.fc1, mlp, threads);
+        apply_activation(self.act, mlp);
+        linear_accumulate(mlp, n, &layer.fc2, out, threads);
+    }
+}
+
+/// The global row of each sequence's pick (`picks[s]` counts from the
+/// first row of sequence `s`).
+fn picked_rows(lens: &[usize], picks: &[usize]) -> Vec<usize> {
+    let starts = lens.iter().scan(0, |at, &len| {
+        let start = *at;
+        *at += len;
+        Some(start)
+    });
+    starts.zip(picks).map(|(start, &p)| start + p).collect()
 }
 
 /// Runs `f` on a thread of the current rayon pool: called from outside one

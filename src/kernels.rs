@@ -38,7 +38,7 @@ mod norm;
 mod packed;
 
 pub use activation::apply_activation;
-pub use attention::{attention, attention_segments, AttentionMask};
+pub use attention::{attention, attention_picked, attention_segments, AttentionMask};
 pub(crate) use matmul::PrecisionHandle;
 pub use matmul::{
     gemm_f32, linear, linear_accumulate, linear_strided, GemmOperand, Linear, Mat, Precision,

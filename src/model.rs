@@ -241,8 +241,9 @@ impl CLIPModel {
         if pixel_values.shape().first() == Some(&0) {
             return Tensor::zeros(vec![0, self.config.projection_dim]);
         }
-        let out = self.vision_model.forward(pixel_values, opts)?;
-        Ok(project(&out.pooler_output, &self.visual_projection))
+        let pooled =
+            self.vision_model.pooled_output(pixel_values, opts.interpolate_pos_encoding)?;
+        Ok(project(&pooled, &self.visual_projection))
     }
 
     /// The full forward pass: both towers, normalised embeddings, and

@@ -150,8 +150,8 @@ impl TextTransformer {
     /// Attention is causal, so the pooled position of a text depends on that
     /// text's tokens up to it and on nothing after it (padding included).
     /// Each text is therefore run without its tail, the texts of the batch
-    /// stored back to back (a ragged batch), and the final layer norm is
-    /// applied to the pooled rows only.
+    /// stored back to back (a ragged batch); the last layer and the final
+    /// layer norm run for the pooled rows only.
     pub fn pooled_output(
         &self,
         input_ids: &[Vec<u32>],
@@ -173,13 +173,8 @@ impl TextTransformer {
                 .collect()
         });
         let mask = AttentionMask::Causal { key_mask: flat_mask.as_deref() };
-        self.encoder.forward_ragged(&mut h, &lens, mask);
-        let mut last_rows = Vec::with_capacity(batch * d);
-        let mut end = 0;
-        for &len in &lens {
-            end += len;
-            last_rows.extend_from_slice(&h[(end - 1) * d..end * d]);
-        }
+        let picks: Vec<usize> = lens.iter().map(|len| len - 1).collect();
+        let last_rows = self.encoder.forward_picked(&mut h, &lens, &picks, mask);
         let mut pooled = vec![0.0f32; batch * d];
         layer_norm(&last_rows, &self.final_layer_norm, &mut pooled);
         Ok(Tensor::from_parts(vec![batch, d], pooled))

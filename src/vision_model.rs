@@ -93,6 +93,44 @@ impl VisionTransformer {
         pixel_values: &Tensor,
         opts: &ForwardOptions,
     ) -> Result<VisionModelOutput> {
+        let (mut h, batch, seq) = self.embed(pixel_values, opts.interpolate_pos_encoding)?;
+        let d = self.config.hidden_size;
+        let collected = self.encoder.forward(&mut h, batch, seq, AttentionMask::None, opts);
+        let cls: Vec<f32> =
+            (0..batch).flat_map(|b| h[b * seq * d..b * seq * d + d].to_vec()).collect();
+        Ok(VisionModelOutput {
+            last_hidden_state: Tensor::from_parts(vec![batch, seq, d], h),
+            pooler_output: self.post_norm(&cls),
+            hidden_states: collected.hidden_states,
+            attentions: collected.attentions,
+        })
+    }
+
+    /// `pooler_output` alone: it depends on the class token's row of the
+    /// last layer, so the last layer runs for that row only (its keys and
+    /// values for all), which saves most of a layer.
+    pub fn pooled_output(&self, pixel_values: &Tensor, interpolate: bool) -> Result<Tensor> {
+        let (mut h, batch, seq) = self.embed(pixel_values, interpolate)?;
+        let cls = self.encoder.forward_picked(
+            &mut h,
+            &vec![seq; batch],
+            &vec![0; batch],
+            AttentionMask::None,
+        );
+        Ok(self.post_norm(&cls))
+    }
+
+    /// `post_layernorm` of the class tokens' rows `[batch, hidden]`.
+    fn post_norm(&self, cls: &[f32]) -> Tensor {
+        let d = self.config.hidden_size;
+        let mut pooled = vec![0.0f32; cls.len()];
+        layer_norm(cls, &self.post_layernorm, &mut pooled);
+        Tensor::from_parts(vec![cls.len() / d, d], pooled)
+    }
+
+    /// The encoder's input: patch and class embeddings plus positions, after
+    /// `pre_layrnorm`, `[batch * seq, hidden]`, with `batch` and `seq`.
+    fn embed(&self, pixel_values: &Tensor, interpolate: bool) -> Result<(Vec<f32>, usize, usize)> {
         let cfg = &self.config;
         let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
         let &[batch, channels, height, width] = pixel_values.shape() else {
@@ -106,7 +144,7 @@ impl VisionTransformer {
                 "pixel_values has {channels} channels, the model expects {c}"
             )));
         }
-        if !opts.interpolate_pos_encoding && (height != cfg.image_size || width != cfg.image_size) {
+        if !interpolate && (height != cfg.image_size || width != cfg.image_size) {
             return Err(Error::invalid(format!(
                 "input image size ({height}*{width}) doesn't match model ({}*{}); resize it or set interpolate_pos_encoding",
                 cfg.image_size, cfg.image_size
@@ -146,7 +184,7 @@ impl VisionTransformer {
         linear(&patches, batch * np, &self.patch_embedding, &mut embedded, threads);
         drop(patches);
         let seq = np + 1;
-        let pos = self.positions(gh, gw, opts.interpolate_pos_encoding);
+        let pos = self.positions(gh, gw, interpolate);
         let mut x = vec![0.0f32; batch * seq * d];
         for b in 0..batch {
             let xb = &mut x[b * seq * d..(b + 1) * seq * d];
@@ -159,17 +197,7 @@ impl VisionTransformer {
         let mut h = vec![0.0f32; x.len()];
         layer_norm(&x, &self.pre_layrnorm, &mut h);
         drop(x);
-        let collected = self.encoder.forward(&mut h, batch, seq, AttentionMask::None, opts);
-        let cls: Vec<f32> =
-            (0..batch).flat_map(|b| h[b * seq * d..b * seq * d + d].to_vec()).collect();
-        let mut pooled = vec![0.0f32; batch * d];
-        layer_norm(&cls, &self.post_layernorm, &mut pooled);
-        Ok(VisionModelOutput {
-            last_hidden_state: Tensor::from_parts(vec![batch, seq, d], h),
-            pooler_output: Tensor::from_parts(vec![batch, d], pooled),
-            hidden_states: collected.hidden_states,
-            attentions: collected.attentions,
-        })
+        Ok((h, batch, seq))
     }
 }
 

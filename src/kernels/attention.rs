@@ -60,31 +60,84 @@ pub fn attention_segments(
     out: &mut [f32],
     probs: Option<&mut [f32]>,
 ) {
+    attend(qkv, lens, None, heads, head_dim, mask, out, probs)
+}
+
+/// As [`attention_segments`] for one query per sequence: row `picks[s]` of
+/// sequence `s` (counted from the sequence's first row) attends to the keys
+/// of its sequence, and its context is row `s` of `out` (`[lens.len(),
+/// heads * head_dim]`). What a pooled output needs of the last layer.
+pub fn attention_picked(
+    qkv: &[f32],
+    lens: &[usize],
+    picks: &[usize],
+    heads: usize,
+    head_dim: usize,
+    mask: AttentionMask<'_>,
+    out: &mut [f32],
+) {
+    assert!(
+        picks.len() == lens.len() && picks.iter().zip(lens).all(|(p, l)| p < l),
+        "attention: one pick per sequence, inside it"
+    );
+    attend(qkv, lens, Some(picks), heads, head_dim, mask, out, None)
+}
+
+/// One (sequence, head) of [`attend`]: the sequence's first row and length,
+/// the head, the first query row (within the sequence), how many queries, and
+/// the row of `out` taking the first query's context.
+#[derive(Clone, Copy)]
+struct Task {
+    first: usize,
+    len: usize,
+    head: usize,
+    q0: usize,
+    queries: usize,
+    out_row: usize,
+}
+
+/// Every query of each sequence (`picks` `None`), or row `picks[s]` alone.
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    qkv: &[f32],
+    lens: &[usize],
+    picks: Option<&[usize]>,
+    heads: usize,
+    head_dim: usize,
+    mask: AttentionMask<'_>,
+    out: &mut [f32],
+    probs: Option<&mut [f32]>,
+) {
     let d = heads * head_dim;
     let row = 3 * d;
     let rows: usize = lens.iter().sum();
-    assert!(qkv.len() >= rows * row && out.len() >= rows * d, "attention: buffers too short");
+    let out_rows = if picks.is_some() { lens.len() } else { rows };
+    assert!(qkv.len() >= rows * row && out.len() >= out_rows * d, "attention: buffers too short");
     if rows == 0 {
         return;
     }
     let scale = (head_dim as f32).powf(-0.5);
-    // One task per (sequence, head): (first row, length, head).
     let mut tasks = Vec::with_capacity(lens.len() * heads);
     let mut first = 0;
-    for &len in lens {
-        tasks.extend((0..heads).map(|h| (first, len, h)));
+    for (s, &len) in lens.iter().enumerate() {
+        let (q0, queries, out_row) = match picks {
+            Some(p) => (p[s], 1, s),
+            None => (0, len, first),
+        };
+        tasks.extend((0..heads).map(|head| Task { first, len, head, q0, queries, out_row }));
         first += len;
     }
     let out_ptr = OutPtr(out.as_mut_ptr());
-    let task = |(first, len, h): (usize, usize, usize), scores: &mut [f32], ctx: &mut [f32]| {
-        let base = first * row + h * head_dim;
-        let q = GemmOperand { data: &qkv[base..], row_stride: row, col_stride: 1 };
+    let task = |t: Task, scores: &mut [f32], ctx: &mut [f32]| {
+        let Task { first, len, head, q0, queries, out_row } = t;
+        let base = first * row + head * head_dim;
+        let q = GemmOperand { data: &qkv[base + q0 * row..], row_stride: row, col_stride: 1 };
         let kt = GemmOperand { data: &qkv[base + d..], row_stride: 1, col_stride: row };
-        gemm_f32(len, len, head_dim, scores, len, false, q, kt, scale, 1);
+        gemm_f32(queries, len, head_dim, scores, len, false, q, kt, scale, 1);
         if let AttentionMask::Causal { key_mask } = mask {
             for (i, srow) in scores.chunks_exact_mut(len).enumerate() {
                 for (j, s) in srow.iter_mut().enumerate() {
-                    let causal = if j > i { f32::MIN } else { 0.0 };
+                    let causal = if j > q0 + i { f32::MIN } else { 0.0 };
                     let padding = match key_mask {
                         Some(km) if km[first + j] == 0 => f32::MIN,
                         _ => 0.0,
@@ -96,39 +149,46 @@ pub fn attention_segments(
         softmax_rows(scores, len);
         let p = GemmOperand { data: scores, row_stride: len, col_stride: 1 };
         let v = GemmOperand { data: &qkv[base + 2 * d..], row_stride: row, col_stride: 1 };
-        gemm_f32(len, head_dim, len, ctx, head_dim, false, p, v, 1.0, 1);
+        gemm_f32(queries, head_dim, len, ctx, head_dim, false, p, v, 1.0, 1);
         for (i, c) in ctx.chunks_exact(head_dim).enumerate() {
-            // SAFETY: row `first + i` of `out` has `d` elements (asserted
-            // above); this task alone writes its columns
-            // `h * head_dim..(h + 1) * head_dim` (one task per sequence and
-            // head), nothing reads `out` while the tasks run, and `out` is
-            // borrowed mutably for the whole call.
+            // SAFETY: row `out_row + i` of `out` has `d` elements (asserted
+            // above: queries of different tasks of one head go to different
+            // rows); this task alone writes its columns
+            // `head * head_dim..(head + 1) * head_dim` of those rows (one task
+            // per sequence and head), nothing reads `out` while the tasks
+            // run, and `out` is borrowed mutably for the whole call.
             unsafe {
-                let dst = out_ptr.get().add((first + i) * d + h * head_dim);
+                let dst = out_ptr.get().add((out_row + i) * d + head * head_dim);
                 std::ptr::copy_nonoverlapping(c.as_ptr(), dst, head_dim);
             }
         }
     };
     let longest = lens.iter().copied().max().unwrap_or(0);
-    // Per thread: scores and contexts of one head.
-    let scratch = || (vec![0.0f32; longest * longest], vec![0.0f32; longest * head_dim]);
+    let most_queries = if picks.is_some() { 1 } else { longest };
     match probs {
         Some(probs) => {
             assert_eq!(probs.len(), lens.iter().map(|l| heads * l * l).sum::<usize>());
             let mut rest = probs;
             let mut with_probs = Vec::with_capacity(tasks.len());
             for t in tasks {
-                let (p, r) = rest.split_at_mut(t.1 * t.1);
+                let (p, r) = rest.split_at_mut(t.queries * t.len);
                 rest = r;
                 with_probs.push((t, p));
             }
+            // Per thread: the contexts of one head (the scores are `probs`).
+            let scratch = || vec![0.0f32; most_queries * head_dim];
             with_probs
                 .into_par_iter()
-                .for_each_init(scratch, |(_, ctx), (t, p)| task(t, p, &mut ctx[..t.1 * head_dim]));
+                .for_each_init(scratch, |ctx, (t, p)| task(t, p, &mut ctx[..t.queries * head_dim]));
         }
-        None => tasks.into_par_iter().for_each_init(scratch, |(scores, ctx), t| {
-            task(t, &mut scores[..t.1 * t.1], &mut ctx[..t.1 * head_dim])
-        }),
+        None => {
+            // Per thread: scores and contexts of one head.
+            let scratch =
+                || (vec![0.0f32; most_queries * longest], vec![0.0f32; most_queries * head_dim]);
+            tasks.into_par_iter().for_each_init(scratch, |(scores, ctx), t| {
+                task(t, &mut scores[..t.queries * t.len], &mut ctx[..t.queries * head_dim])
+            })
+        }
     }
 }
 
@@ -204,5 +264,34 @@ mod tests {
         let expected: Vec<f32> = first.into_iter().chain(second).collect();
         let err = out.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(err < 1e-5, "{err}");
+    }
+
+    /// One picked query per sequence gets the context its row gets when
+    /// every query runs, with and without the causal mask.
+    #[test]
+    fn picked_queries_match_their_rows() {
+        let (h, hd) = (2, 4);
+        let d = h * hd;
+        let row = 3 * d;
+        let qkv: Vec<f32> = (0..7 * row).map(|i| ((i * 29 % 89) as f32 / 35.0) - 1.1).collect();
+        let lens = [5, 2];
+        for (mask, causal) in
+            [(AttentionMask::None, false), (AttentionMask::Causal { key_mask: None }, true)]
+        {
+            let expected: Vec<f32> = reference(&qkv[..5 * row], 1, 5, h, hd, causal)
+                .into_iter()
+                .chain(reference(&qkv[5 * row..], 1, 2, h, hd, causal))
+                .collect();
+            for picks in [[4, 1], [0, 0], [2, 1]] {
+                let mut out = vec![0.0; 2 * d];
+                attention_picked(&qkv, &lens, &picks, h, hd, mask, &mut out);
+                let want: Vec<f32> = [picks[0], 5 + picks[1]]
+                    .iter()
+                    .flat_map(|&r| expected[r * d..(r + 1) * d].to_vec())
+                    .collect();
+                let err = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(err < 1e-5, "causal={causal} picks={picks:?}: {err}");
+            }
+        }
     }
 }
