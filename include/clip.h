@@ -147,7 +147,10 @@ CLIP_API int clip_int8_supported(void);
  * Load options. Initialise with clip_model_options_init(), then set fields.
  * Fields are only ever appended: a program built against an older clip.h
  * passes its smaller struct_size and the newer fields take their defaults
- * (a struct_size ending before precision gives CLIP_PRECISION_FULL).
+ * (a struct_size ending before precision gives CLIP_PRECISION_FULL). With a
+ * library older than the program's clip.h, the fields that library does not
+ * know must be zero (their defaults), else the call fails with
+ * CLIP_ERR_INVALID_ARGUMENT rather than ignore what the program asked for.
  */
 typedef struct clip_model_options {
     size_t struct_size;    /* sizeof(clip_model_options), set by _init */
@@ -176,7 +179,8 @@ CLIP_API clip_status clip_model_load(const char *model_dir, const clip_model_opt
 
 /* The files of a model directory, in memory. Zero-initialise, set
    struct_size = sizeof(clip_model_buffers), and fill the fields. Lengths are
-   in bytes; the texts need not be NUL-terminated. */
+   in bytes; the texts need not be NUL-terminated. Fields appended by a newer
+   clip.h must be zero for an older library (as for clip_model_options). */
 typedef struct clip_model_buffers {
     size_t struct_size;
     const char *config_json; /* required */

@@ -160,6 +160,47 @@ impl ClipModel {
     }
 }
 
+/// The largest `struct_size` taken: a larger one is not the size of a
+/// `clip_model_options` or `clip_model_buffers` of any version (an
+/// uninitialised field), and its bytes are not read.
+const MAX_STRUCT_SIZE: usize = 4096;
+
+/// Checks the bytes of a caller's struct beyond the `known` bytes of this
+/// library's version of it: a newer `clip.h` may append fields, and this
+/// library cannot honour them, so they must hold zero (their defaults), as
+/// Linux checks `clone3`/`openat2` arguments. (A future field must therefore
+/// make `sizeof` grow, not fill the current tail padding.)
+///
+/// # Safety
+/// `ptr` addresses `size` readable bytes when `size <= MAX_STRUCT_SIZE`.
+unsafe fn check_newer_fields(
+    ptr: *const u8,
+    size: usize,
+    known: usize,
+    what: &str,
+) -> FfiResult<()> {
+    if size > MAX_STRUCT_SIZE {
+        return Err(FfiError::invalid(format!(
+            "{what}->struct_size is {size}, not the size of a {what} (uninitialised?); \
+             this library's is {known}"
+        )));
+    }
+    if size > known {
+        // SAFETY: the caller's struct is `size` bytes, per the contract.
+        let tail = unsafe { std::slice::from_raw_parts(ptr.add(known), size - known) };
+        if let Some(i) = tail.iter().position(|&b| b != 0) {
+            return Err(FfiError::invalid(format!(
+                "{what} sets a field this libclip ({}) does not know (byte {} of {size}; this \
+                 version's struct is {known} bytes): use the libclip of the clip.h the program \
+                 was built with",
+                env!("CARGO_PKG_VERSION"),
+                known + i
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Reads the options (NULL = defaults), checking `struct_size` and enums.
 /// A `struct_size` of the first layout ([`ClipModelOptionsV1`], from an
 /// older `clip.h`) reads that much and gives the later fields their defaults.
@@ -175,6 +216,8 @@ unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<LoadOptions> {
         let now = std::mem::size_of::<ClipModelOptions>();
         let v1 = std::mem::size_of::<ClipModelOptionsV1>();
         if size >= now {
+            // SAFETY: the caller's struct is `size` bytes.
+            unsafe { check_newer_fields(ptr.cast(), size, now, "options") }?;
             // SAFETY: the struct is at least as large as this version's.
             unsafe { ptr.read() }
         } else if size >= v1 {
@@ -384,12 +427,14 @@ pub unsafe extern "C" fn clip_model_load_from_memory(
             }
             // SAFETY: non-null; `struct_size` is the first field.
             let size = unsafe { buffers.cast::<usize>().read_unaligned() };
-            if size < std::mem::size_of::<ClipModelBuffers>() {
+            let known = std::mem::size_of::<ClipModelBuffers>();
+            if size < known {
                 return Err(FfiError::invalid(format!(
-                    "buffers->struct_size is {size}, expected sizeof(clip_model_buffers) = {}",
-                    std::mem::size_of::<ClipModelBuffers>()
+                    "buffers->struct_size is {size}, expected sizeof(clip_model_buffers) = {known}"
                 )));
             }
+            // SAFETY: the caller's struct is `size` bytes.
+            unsafe { check_newer_fields(buffers.cast(), size, known, "buffers") }?;
             // SAFETY: non-null and large enough.
             let b = unsafe { buffers.read() };
             // SAFETY (all `buf` calls): the pointers address their lengths per the contract.
@@ -668,5 +713,36 @@ mod tests {
         // SAFETY: NULL means the defaults.
         let o = unsafe { read_options(std::ptr::null()) }.unwrap();
         assert_eq!(o.precision, Precision::Full);
+    }
+
+    /// A struct from a newer `clip.h` (fields appended) is taken while the
+    /// fields this version does not know hold zero, refused otherwise, and a
+    /// wild `struct_size` is refused without reading.
+    #[test]
+    fn newer_fields_must_be_zero() {
+        #[repr(C)]
+        struct Newer {
+            opts: ClipModelOptions,
+            appended: [u8; 16],
+        }
+        let mut newer = Newer {
+            opts: ClipModelOptions { num_threads: 2, ..Default::default() },
+            appended: [0; 16],
+        };
+        newer.opts.struct_size = size_of::<Newer>();
+        let ptr = (&newer as *const Newer).cast::<ClipModelOptions>();
+        // SAFETY: points to `struct_size` bytes.
+        let o = unsafe { read_options(ptr) }.unwrap();
+        assert_eq!(o.raw.num_threads, 2);
+        newer.appended[5] = 1;
+        // SAFETY: as above.
+        let e = unsafe { read_options(ptr) }.err().unwrap();
+        assert_eq!(e.status, ClipStatus::InvalidArgument);
+        let at = size_of::<ClipModelOptions>() + 5;
+        assert!(e.message.contains(&format!("does not know (byte {at} of")), "{}", e.message);
+        newer.opts.struct_size = 1 << 40;
+        // SAFETY: a size this large is refused before any byte past the first field is read.
+        let e = unsafe { read_options(ptr) }.err().unwrap();
+        assert!(e.message.contains("uninitialised"), "{}", e.message);
     }
 }
