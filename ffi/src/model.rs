@@ -730,19 +730,19 @@ mod tests {
             appended: [0; 16],
         };
         newer.opts.struct_size = size_of::<Newer>();
-        let ptr = (&newer as *const Newer).cast::<ClipModelOptions>();
+        let ptr = |n: &Newer| (n as *const Newer).cast::<ClipModelOptions>();
         // SAFETY: points to `struct_size` bytes.
-        let o = unsafe { read_options(ptr) }.unwrap();
+        let o = unsafe { read_options(ptr(&newer)) }.unwrap();
         assert_eq!(o.raw.num_threads, 2);
         newer.appended[5] = 1;
         // SAFETY: as above.
-        let e = unsafe { read_options(ptr) }.err().unwrap();
+        let e = unsafe { read_options(ptr(&newer)) }.err().unwrap();
         assert_eq!(e.status, ClipStatus::InvalidArgument);
         let at = size_of::<ClipModelOptions>() + 5;
         assert!(e.message.contains(&format!("does not know (byte {at} of")), "{}", e.message);
         newer.opts.struct_size = 1 << 40;
         // SAFETY: a size this large is refused before any byte past the first field is read.
-        let e = unsafe { read_options(ptr) }.err().unwrap();
+        let e = unsafe { read_options(ptr(&newer)) }.err().unwrap();
         assert!(e.message.contains("uninitialised"), "{}", e.message);
     }
 }
