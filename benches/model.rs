@@ -1,8 +1,10 @@
 //! Image and text encoding throughput at `openai/clip-vit-base-patch32`
 //! shapes (random weights built in memory), F32 and F16 weights.
 //!
-//! `cargo bench --bench model [-- --json] [f32|f16]`. Set `RAYON_NUM_THREADS`
-//! to fix the thread count. Prints the median of several runs, the range, the
+//! `cargo bench --bench model [-- --json] [f32|f16|int8]... [image|text|text-pad77|text-long]...`
+//! (no dtype named: all; no task named: all; a task word picks the tasks
+//! whose names start with it). Set `RAYON_NUM_THREADS` to fix the thread
+//! count. Prints the median of several runs, the range, the
 //! achieved GFLOP/s and its share of the machine's nominal peak (cores x
 //! clock x FMA width, from /proc/cpuinfo; see `peak_gflops`).
 //! `scripts/bench_compare.py` runs this beside PyTorch and ONNX Runtime.
@@ -13,9 +15,17 @@ use clip::config::CLIPConfig;
 use clip::{CLIPModel, Precision, Tensor};
 use random_model::{b32_config, random_store, time_it};
 
-/// FLOPs (2 per multiply-add) of one transformer pass over `seq` tokens.
+/// FLOPs (2 per multiply-add) of one pass over `seq` tokens as the pooled
+/// outputs (`get_image_features`, `get_text_features`) execute it: every
+/// layer over all tokens but the last, which computes the keys and values
+/// (with the queries, one stacked product) of all tokens and the rest for the
+/// pooled token only. Counting the full last layer (what transformers
+/// computes) would add `2 (seq - 1) (2 d^2 + 2 d f)` plus its attention:
+/// about 6% at B/32 image shapes.
 fn encoder_flops(seq: f64, d: f64, f: f64, layers: f64) -> f64 {
-    layers * (2.0 * seq * (4.0 * d * d + 2.0 * d * f) + 4.0 * seq * seq * d)
+    let full_layer = |rows: f64| 2.0 * rows * (4.0 * d * d + 2.0 * d * f) + 4.0 * rows * seq * d;
+    let last = 2.0 * seq * 3.0 * d * d + 4.0 * seq * d + 2.0 * (d * d + 2.0 * d * f);
+    (layers - 1.0) * full_layer(seq) + last
 }
 
 fn image_flops(c: &CLIPConfig) -> f64 {
@@ -180,7 +190,13 @@ unsafe fn fma_loop(iters: usize) -> f32 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
-    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let words: Vec<&str> =
+        args.iter().filter(|a| !a.starts_with('-')).map(|a| a.as_str()).collect();
+    // Words that name a dtype pick dtypes, the others pick tasks ("image",
+    // "text", "text-pad77"...): none of a kind means all of it.
+    let (filter, tasks): (Vec<&str>, Vec<&str>) =
+        words.iter().partition(|w| ["f32", "f16", "int8"].contains(w));
+    let wanted = |task: &str| tasks.is_empty() || tasks.iter().any(|t| task.starts_with(t));
     let threads = rayon::current_num_threads();
     let (nominal, nominal_desc) = peak_gflops(threads);
     let measured = measured_peak_gflops();
@@ -236,7 +252,7 @@ fn main() {
     // "int8": the F32 weights with `Precision::Int8` (int8 weights and
     // dynamically quantised activations; only where the CPU has VNNI).
     for dtype in ["f32", "f16", "int8"] {
-        if !filter.is_empty() && !filter.iter().any(|f| dtype == f.as_str()) {
+        if !filter.is_empty() && !filter.contains(&dtype) {
             continue;
         }
         if dtype == "int8" && !Precision::int8_supported() {
@@ -248,6 +264,9 @@ fn main() {
             model.set_precision(Precision::Int8);
         }
         for (batch, runs) in [(1usize, 20), (16, 5)] {
+            if !wanted("image") {
+                break;
+            }
             let n = batch * 3 * 224 * 224;
             let px = Tensor::new(
                 vec![batch, 3, 224, 224],
@@ -259,7 +278,7 @@ fn main() {
             });
             report("image", dtype, batch, None, image_flops(&config), t);
         }
-        for case in &text_cases {
+        for case in text_cases.iter().filter(|c| wanted(c.task)) {
             let t = time_it(case.runs, || {
                 model.get_text_features(&case.ids, Some(&case.mask)).unwrap();
             });

@@ -31,16 +31,38 @@ unsafe fn load16<const DT: u8>(p: *const u8, i: usize) -> __m512 {
     }
 }
 
-/// Step `step` of a tile's share of the next panel: its lines `2 step` and
-/// `2 step + 1` of `lines`, prefetched into L2.
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn prefetch_share(next: *const u8, lines: usize, step: usize) {
-    if 2 * step < lines {
-        // Hints only, possibly past the panels: no `add`, never dereferenced.
-        let line = next.wrapping_add(2 * step * 64);
-        _mm_prefetch::<_MM_HINT_T1>(line.cast());
-        _mm_prefetch::<_MM_HINT_T1>(line.wrapping_add(64).cast());
+/// A tile's share of the next panel slice (`lines` cache lines from
+/// `next`), prefetched into L2 evenly over the tile's `steps` depth steps:
+/// about one line every few steps rather than bursts of two a step, which
+/// filled the core's line-fill buffers and stalled the loads of the
+/// multiply-adds (a stream of misses needs only a few in flight).
+struct Spread {
+    line: *const u8,
+    left: usize,
+    acc: usize,
+    lines: usize,
+    steps: usize,
+}
+
+impl Spread {
+    #[inline(always)]
+    fn new(next: *const u8, lines: usize, steps: usize) -> Self {
+        Spread { line: next, left: lines, acc: 0, lines, steps: steps.max(1) }
+    }
+
+    /// One depth step: the lines due by now (`lines / steps` of them on
+    /// average, so all are issued by the last step).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn step(&mut self) {
+        self.acc += self.lines;
+        while self.acc >= self.steps && self.left > 0 {
+            self.acc -= self.steps;
+            self.left -= 1;
+            _mm_prefetch::<_MM_HINT_T1>(self.line.cast());
+            // A hint only, possibly past the panels: no `add`, never dereferenced.
+            self.line = self.line.wrapping_add(64);
+        }
     }
 }
 
@@ -70,8 +92,9 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
     let mut a = t.a;
     let mut bi = 0;
     let es = if DT == DT_F32 { 4 } else { 2 };
-    for step in 0..kc {
-        prefetch_share(t.next, t.next_lines, step);
+    let mut share = Spread::new(t.next, t.next_lines, kc);
+    for _ in 0..kc {
+        share.step();
         if t.prefetch {
             // The panel row PREFETCH_ROWS steps ahead (one or two cache lines).
             // A hint only: it may point past the panel, so no `add` (never dereferenced).
@@ -124,8 +147,9 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
 #[target_feature(enable = "avx512f,avx512vnni")]
 pub(crate) unsafe fn kernel_i8<const ROWS: usize>(groups: usize, b: *const u8, t: &TileI8) {
     let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
+    let mut share = Spread::new(t.next, t.next_lines, groups);
     for g in 0..groups {
-        prefetch_share(t.next, t.next_lines, g);
+        share.step();
         let b0 = _mm512_loadu_si512(b.add(g * 4 * NR).cast());
         let b1 = _mm512_loadu_si512(b.add(g * 4 * NR + 64).cast());
         for (r, acc) in acc.iter_mut().enumerate() {

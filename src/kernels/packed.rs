@@ -466,7 +466,7 @@ pub(crate) struct Tile {
     /// Prefetch the panel ahead of the loads (the first tile of a slice,
     /// whose panel rows are not in cache yet).
     pub prefetch: bool,
-    /// Cache lines to prefetch into L2 while computing (two per depth step):
+    /// Cache lines to prefetch into L2 while computing (spread over the depth steps):
     /// this tile's share of the next panel slice, so that streaming the
     /// weights from memory overlaps with the arithmetic of every tile, not
     /// only the first. A hint: the address may be past the panels.
@@ -623,11 +623,13 @@ mod speed {
 
     /// Not a test: `cargo test --release --lib packed_speed -- --ignored --nocapture`.
     /// Cycles through 36 matrices (340 MB in F32, the B/32 image tower's
-    /// size), so the weights come from memory as in a model, not from cache.
+    /// size), so the weights come from memory as in a model, not from cache
+    /// (`CLIP_PACKED_MATS=1`: one matrix, from cache, for comparison).
     #[test]
     #[ignore]
     fn packed_speed() {
-        const MATS: usize = 36;
+        let mats: usize =
+            std::env::var("CLIP_PACKED_MATS").ok().and_then(|v| v.parse().ok()).unwrap_or(36);
         let shapes = [(800, 3072, 768), (800, 768, 3072), (50, 3072, 768), (50, 768, 3072)];
         for (m, n, k, dtype) in
             shapes.iter().flat_map(|&(m, n, k)| [DType::F32, DType::F16].map(|d| (m, n, k, d)))
@@ -635,17 +637,17 @@ mod speed {
             let w = WeightTensor::from_f32_as(&vec![0.01; n * k], vec![n, k], dtype);
             let mat = Mat { weight: w, out_features: n, in_features: k };
             let ps: Vec<_> =
-                (0..MATS).map(|_| PackedLinear::pack(&[(&mat, None)]).unwrap()).collect();
+                (0..mats).map(|_| PackedLinear::pack(&[(&mat, None)]).unwrap()).collect();
             let x = vec![0.5f32; m * k];
             let mut out = vec![0.0f32; m * n];
             for threads in [1, 2] {
-                let reps = MATS * if m > 100 { 1 } else { 4 };
+                let reps = 36 * if m > 100 { 1 } else { 4 };
                 for p in &ps {
                     p.forward(&x, m, &mut out, n, false, threads);
                 }
                 let t0 = std::time::Instant::now();
                 for r in 0..reps {
-                    ps[r % MATS].forward(&x, m, &mut out, n, false, threads);
+                    ps[r % mats].forward(&x, m, &mut out, n, false, threads);
                 }
                 let dt = t0.elapsed().as_secs_f64() / reps as f64;
                 let gf = 2.0 * (m * n * k) as f64 / dt / 1e9;
