@@ -127,7 +127,7 @@ impl Int8Linear {
         }
         let t = threads_for(m * self.n * self.k.max(1), threads, self.panels);
         let out_ptr = OutPtr(out.as_mut_ptr());
-        split_panels(self.panels, t, |p0, p1| {
+        split_panels(self.panels, t, m <= row_block(lda), |p0, p1| {
             // SAFETY: `a` holds `m` quantised rows at stride `lda >= k4`;
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
             // this job writes only the columns of panels p0..p1.
@@ -152,7 +152,7 @@ impl Int8Linear {
     ) {
         let m = row_scale.len();
         // Row blocks whose quantised rows (about 512 KiB) stay in L2.
-        let mc = ((1 << 19) / lda).clamp(MR_MAX, 4096) / MR_MAX * MR_MAX;
+        let mc = row_block(lda);
         for m0 in (0..m).step_by(mc) {
             let mlen = mc.min(m - m0);
             let ntiles = mlen.div_ceil(MR_MAX);
@@ -269,6 +269,12 @@ unsafe fn kernel(rows: usize, groups: usize, b: *const u8, t: &TileI8) {
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn kernel(_: usize, _: usize, _: *const u8, _: &TileI8) {
     unreachable!("int8 kernel without a micro-kernel for this CPU")
+}
+
+/// Rows of quantised activations per row block (about 512 KiB of them) for
+/// rows of `lda` bytes.
+fn row_block(lda: usize) -> usize {
+    ((1 << 19) / lda).clamp(MR_MAX, 4096) / MR_MAX * MR_MAX
 }
 
 #[cfg(test)]

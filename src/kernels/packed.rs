@@ -169,18 +169,27 @@ pub(crate) fn threads_for(work: usize, threads: usize, panels: usize) -> usize {
     }
 }
 
-/// Runs `job(p0, p1)` on `t` contiguous ranges covering `0..panels`, each on
-/// its own rayon task (inline when `t` is 1).
-pub(crate) fn split_panels(panels: usize, t: usize, job: impl Fn(usize, usize) + Sync) {
-    let range = |ti: usize| (panels * ti / t, panels * (ti + 1) / t);
+/// Runs `job(p0, p1)` over contiguous ranges covering `0..panels`: inline
+/// when `t` is 1, else `t` ranges or, for a product of one row block
+/// (`one_block`), `4 t` smaller ones, as rayon tasks that idle threads
+/// steal. When one core runs slower (another VM on its sibling hyperthread,
+/// an interrupt), a fixed half would keep the faster core waiting at the end
+/// of every product: measured +12% for a batch-1 image on this noisy VM. A
+/// product of several row blocks keeps one range per thread (its row blocks
+/// of activations would be re-read from L3 by every range: -4% at batch 16).
+pub(crate) fn split_panels(
+    panels: usize,
+    t: usize,
+    one_block: bool,
+    job: impl Fn(usize, usize) + Sync,
+) {
     if t == 1 {
-        job(0, panels)
-    } else {
-        (0..t).into_par_iter().for_each(|ti| {
-            let (p0, p1) = range(ti);
-            job(p0, p1)
-        })
+        return job(0, panels);
     }
+    let chunks = if one_block { (4 * t).min(panels) } else { t };
+    (0..chunks).into_par_iter().with_max_len(1).for_each(|c| {
+        job(panels * c / chunks, panels * (c + 1) / chunks);
+    })
 }
 
 impl PackedLinear {
@@ -266,7 +275,7 @@ impl PackedLinear {
         let mut a = A_PACK.take();
         blocks.pack(x, &mut a, t);
         let out_ptr = OutPtr(out.as_mut_ptr());
-        split_panels(self.panels, t, |p0, p1| {
+        split_panels(self.panels, t, blocks.m <= blocks.mc, |p0, p1| {
             // SAFETY: `a` is `x` packed by `blocks`; `forward` asserted that
             // `out` holds `m` rows of `n` at stride `out_rs`; this job
             // writes only the columns of panels p0..p1, disjoint from every
