@@ -13,8 +13,8 @@
 use super::lane_fold;
 use super::matmul::Mat;
 use super::packed::{
-    next_share, release_pages, split_panels, threads_for, tile_rows, OutPtr, PanelMemory, Stack,
-    MR_MAX, NR,
+    next_share, release_pages, split_work, threads_for, tile_rows, OutPtr, PanelMemory, Share,
+    Stack, MR_MAX, NR,
 };
 use rayon::prelude::*;
 
@@ -127,33 +127,37 @@ impl Int8Linear {
         }
         let t = threads_for(m * self.n * self.k.max(1), threads, self.panels);
         let out_ptr = OutPtr(out.as_mut_ptr());
-        split_panels(self.panels, t, m <= row_block(lda), |p0, p1| {
+        split_work(m.div_ceil(row_block(lda)), self.panels, t, |share| {
             // SAFETY: `a` holds `m` quantised rows at stride `lda >= k4`;
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
-            // this job writes only the columns of panels p0..p1.
-            unsafe { self.run_panels(&a, lda, &row_scale, p0, p1, out_ptr, out_rs, accumulate) }
+            // this job writes only its share's rows and columns (each pair
+            // of row block and panel is in one share).
+            unsafe { self.run_share(&a, lda, &row_scale, share, out_ptr, out_rs, accumulate) }
         });
         Q_PACK.set(a);
     }
 
+    /// Computes the columns of panels `share.p0..share.p1` for the rows of
+    /// row blocks `share.rows`.
+    ///
     /// # Safety
     /// As [`PackedLinear::forward`](super::packed::PackedLinear::forward)'s jobs.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn run_panels(
+    unsafe fn run_share(
         &self,
         a: &[u8],
         lda: usize,
         row_scale: &[f32],
-        p0: usize,
-        p1: usize,
+        share: Share,
         out: OutPtr,
         out_rs: usize,
         accumulate: bool,
     ) {
+        let Share { rows, p0, p1 } = share;
         let m = row_scale.len();
         // Row blocks whose quantised rows (about 512 KiB) stay in L2.
         let mc = row_block(lda);
-        for m0 in (0..m).step_by(mc) {
+        for m0 in (rows.start * mc..m.min(rows.end * mc)).step_by(mc) {
             let mlen = mc.min(m - m0);
             let ntiles = mlen.div_ceil(MR_MAX);
             for p in p0..p1 {
@@ -308,15 +312,16 @@ mod tests {
     }
 
     /// The kernel computes exactly `s_m s_n sum_k p q + b` for the quantised
-    /// values (checked in f64 from the same quantisation, to 1e-4 relative),
-    /// and that is close to the f32 product (quantisation error: below 2% of
-    /// the output's scale for these uniform inputs).
+    /// values (checked in f64 from the same quantisation, to 1e-4 relative;
+    /// m = 100 at k = 6000 takes two row blocks), and that is close to the
+    /// f32 product (quantisation error: below 2% of the output's scale for
+    /// these uniform inputs).
     #[test]
     fn matches_quantised_reference() {
         if !available() {
             return;
         }
-        for &(m, n, k) in &[(1, 32, 8), (13, 45, 70), (50, 64, 300), (3, 5, 3)] {
+        for &(m, n, k) in &[(1, 32, 8), (13, 45, 70), (50, 64, 300), (3, 5, 3), (100, 40, 6000)] {
             let x = pseudo(m * k, 1);
             let wv = pseudo(n * k, 2);
             let w = WeightTensor::from_f32_as(&wv, vec![n, k], DType::F32);

@@ -169,27 +169,41 @@ pub(crate) fn threads_for(work: usize, threads: usize, panels: usize) -> usize {
     }
 }
 
-/// Runs `job(p0, p1)` over contiguous ranges covering `0..panels`: inline
-/// when `t` is 1, else `t` ranges or, for a product of one row block
-/// (`one_block`), `4 t` smaller ones, as rayon tasks that idle threads
-/// steal. When one core runs slower (another VM on its sibling hyperthread,
-/// an interrupt), a fixed half would keep the faster core waiting at the end
-/// of every product: measured +12% for a batch-1 image on this noisy VM. A
-/// product of several row blocks keeps one range per thread (its row blocks
-/// of activations would be re-read from L3 by every range: -4% at batch 16).
-pub(crate) fn split_panels(
-    panels: usize,
-    t: usize,
-    one_block: bool,
-    job: impl Fn(usize, usize) + Sync,
-) {
+/// A share of a product: row blocks `rows` (indices of blocks of `mc` rows)
+/// times panels `p0..p1`.
+#[derive(Clone)]
+pub(crate) struct Share {
+    pub rows: std::ops::Range<usize>,
+    pub p0: usize,
+    pub p1: usize,
+}
+
+/// Runs `job` over shares covering `row_blocks` row blocks x `panels`
+/// panels: inline when `t` is 1, else as rayon tasks that idle threads
+/// steal, so a core slowed by a neighbour (another VM on its sibling
+/// hyperthread, an interrupt) does not keep the other waiting at the end of
+/// every product (fixed halves did: +10-16% for a batch-1 image on this
+/// noisy VM). One row block: `4 t` panel ranges. Several: each row block
+/// times `t` panel ranges, so each share reads its block of activations
+/// once, as a fixed split did (finer panel ranges would re-read them from
+/// L3: -4% at batch 16).
+pub(crate) fn split_work(row_blocks: usize, panels: usize, t: usize, job: impl Fn(Share) + Sync) {
+    let cut = |rows, c: usize, chunks: usize| Share {
+        rows,
+        p0: panels * c / chunks,
+        p1: panels * (c + 1) / chunks,
+    };
     if t == 1 {
-        return job(0, panels);
+        job(cut(0..row_blocks, 0, 1))
+    } else if row_blocks <= 1 {
+        let chunks = (4 * t).min(panels);
+        (0..chunks).into_par_iter().with_max_len(1).for_each(|c| job(cut(0..row_blocks, c, chunks)))
+    } else {
+        (0..row_blocks * t)
+            .into_par_iter()
+            .with_max_len(1)
+            .for_each(|i| job(cut(i / t..i / t + 1, i % t, t)))
     }
-    let chunks = if one_block { (4 * t).min(panels) } else { t };
-    (0..chunks).into_par_iter().with_max_len(1).for_each(|c| {
-        job(panels * c / chunks, panels * (c + 1) / chunks);
-    })
 }
 
 impl PackedLinear {
@@ -275,41 +289,42 @@ impl PackedLinear {
         let mut a = A_PACK.take();
         blocks.pack(x, &mut a, t);
         let out_ptr = OutPtr(out.as_mut_ptr());
-        split_panels(self.panels, t, blocks.m <= blocks.mc, |p0, p1| {
+        split_work(blocks.m.div_ceil(blocks.mc), self.panels, t, |share| {
             // SAFETY: `a` is `x` packed by `blocks`; `forward` asserted that
             // `out` holds `m` rows of `n` at stride `out_rs`; this job
-            // writes only the columns of panels p0..p1, disjoint from every
-            // other job's, and nothing else reads `out` while the jobs run
+            // writes only its share's rows and columns, disjoint from every
+            // other job's (`split_work` covers each pair of row block and
+            // panel once), and nothing else reads `out` while the jobs run
             // (`out` is borrowed mutably for this whole call).
-            unsafe { self.run_panels(&a, &blocks, p0, p1, out_ptr, out_rs, accumulate) }
+            unsafe { self.run_share(&a, &blocks, share, out_ptr, out_rs, accumulate) }
         });
         A_PACK.set(a);
     }
 
-    /// Computes the columns of panels `p0..p1` for all rows.
+    /// Computes the columns of panels `share.p0..share.p1` for the rows of
+    /// row blocks `share.rows`.
     ///
     /// # Safety
     /// `a` is the activations packed by `blocks` (for this layer's `k`);
     /// `out` addresses `blocks.m` rows of at least `n` elements at stride
-    /// `out_rs`, and no one else accesses the columns of these panels
+    /// `out_rs`, and no one else accesses this share's rows and columns
     /// meanwhile.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run_panels(
+    unsafe fn run_share(
         &self,
         a: &[f32],
         blocks: &RowBlocks,
-        p0: usize,
-        p1: usize,
+        share: Share,
         out: OutPtr,
         out_rs: usize,
         accumulate: bool,
     ) {
+        let Share { rows, p0, p1 } = share;
         let k = self.k;
         let panel_elems = k * NR;
         let base = self.data.as_ptr();
         let es = self.dtype.size();
         let mut wide = Vec::new();
-        for m0 in (0..blocks.m).step_by(blocks.mc) {
+        for m0 in (rows.start * blocks.mc..blocks.m.min(rows.end * blocks.mc)).step_by(blocks.mc) {
             let mlen = blocks.mc.min(blocks.m - m0);
             let ntiles = mlen.div_ceil(MR_MAX);
             for p in p0..p1 {
@@ -568,18 +583,21 @@ mod tests {
 
     /// Every tile height (1..=12 and the balanced splits of larger m; with
     /// m = 100, 16-bit panels widened once per slice), panel
-    /// tails (n not a multiple of 32), several depth blocks (k > 256), both
-    /// output modes, 1 and 2 threads, each dtype, two stacked parts with one
-    /// bias missing. Tolerance 1e-4: sums of up to 600 products of O(0.25)
-    /// terms in f32, against f64.
+    /// tails (n not a multiple of 32), several depth blocks (k > 256),
+    /// several row blocks (m = 100 at k = 3000: blocks of 84 rows, shared
+    /// out per block), both output modes, 1 and 2 threads, each dtype, two
+    /// stacked parts with one bias missing. Tolerance 1e-4: sums of up to
+    /// 3000 products of O(0.1) terms in f32 (rounding error ~1e-5), against f64.
     #[test]
     fn matches_f64_reference() {
         if !available() {
             return;
         }
         let cases =
-            [(1, 32, 0, 8), (7, 40, 9, 600), (50, 64, 64, 257), (25, 3, 0, 0), (100, 40, 0, 300)];
-        for &(m, n1, n2, k) in &cases {
+            [(1, 32, 0, 8), (7, 40, 9, 600), (50, 64, 64, 257), (25, 3, 0, 0), (100, 40, 0, 300)]
+                .into_iter()
+                .chain([(100, 40, 9, 3000)]);
+        for (m, n1, n2, k) in cases {
             let n = n1 + n2;
             let x = pseudo(m * k, 1);
             for dtype in [DType::F32, DType::F16, DType::BF16] {
