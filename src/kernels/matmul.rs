@@ -125,7 +125,7 @@ pub enum Precision {
     Full,
     /// Int8 weights (one scale per output feature) times int8 activations
     /// (one scale per row, computed per product), summed exactly in i32:
-    /// 2.5-3x faster on CPUs with AVX-512 VNNI, less accurate (the README
+    /// 2.6-3.4x faster on CPUs with AVX-512 VNNI, less accurate (the README
     /// states the measured cost). Where the CPU lacks VNNI this is the same
     /// as `Full`.
     Int8,

@@ -22,7 +22,7 @@ pub struct ModelArg {
     /// preprocessor files). Default: the small demo model built into clip.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Compute with int8 weights and activations: 2.5-3x faster on CPUs
+    /// Compute with int8 weights and activations: 2.6-3.4x faster on CPUs
     /// with AVX-512 VNNI; embeddings move by ~1e-4 in cosine similarity (see
     /// the README). Without VNNI this changes nothing.
     #[arg(long)]
