@@ -239,18 +239,13 @@ impl Encoder {
         let head_dim = self.hidden / self.heads;
         let Buffers { normed, qkv, ctx, mlp } = bufs;
         // Self-attention block.
-        layer_norm(h, &layer.layer_norm1, normed);
-        layer.qkv_proj.forward(normed, m, qkv, threads);
+        project_qkv(layer, h, m, normed, qkv, threads);
         let probs_len: usize = lens.iter().map(|l| self.heads * l * l).sum();
         let mut p = probs.then(|| vec![0.0f32; probs_len]);
         attention_segments(qkv, lens, self.heads, head_dim, mask, ctx, p.as_deref_mut());
         on_layer(h, p);
         linear_accumulate(ctx, m, &layer.out_proj, h, threads);
-        // MLP block.
-        layer_norm(h, &layer.layer_norm2, normed);
-        linear(normed, m, &layer.fc1, mlp, threads);
-        apply_activation(self.act, mlp);
-        linear_accumulate(mlp, m, &layer.fc2, h, threads);
+        self.mlp_block(layer, h, m, normed, mlp, threads);
     }
 
     /// The last layer for the picked rows: `out` (`[picks.len(), hidden]`)
@@ -272,17 +267,44 @@ impl Encoder {
         let Buffers { normed, qkv, ctx, mlp } = bufs;
         // Keys and values of every row (the queries of the others come
         // along: one stacked product, a twelfth of the layer).
-        layer_norm(h, &layer.layer_norm1, normed);
-        layer.qkv_proj.forward(normed, m, qkv, threads);
+        project_qkv(layer, h, m, normed, qkv, threads);
         let ctx = &mut ctx[..n * d];
         attention_picked(qkv, lens, picks, self.heads, d / self.heads, mask, ctx);
         linear_accumulate(ctx, n, &layer.out_proj, out, threads);
-        let (normed, mlp) = (&mut normed[..n * d], &mut mlp[..n * f]);
-        layer_norm(out, &layer.layer_norm2, normed);
-        linear(normed, n, &layer.fc1, mlp, threads);
-        apply_activation(self.act, mlp);
-        linear_accumulate(mlp, n, &layer.fc2, out, threads);
+        self.mlp_block(layer, out, n, &mut normed[..n * d], &mut mlp[..n * f], threads);
     }
+
+    /// The MLP block over the `rows` rows of `h`, in place:
+    /// `h += fc2(act(fc1(layer_norm2(h))))`, with `normed` and `mlp` of
+    /// exactly `rows` rows as scratch.
+    fn mlp_block(
+        &self,
+        layer: &EncoderLayer,
+        h: &mut [f32],
+        rows: usize,
+        normed: &mut [f32],
+        mlp: &mut [f32],
+        threads: usize,
+    ) {
+        layer_norm(h, &layer.layer_norm2, normed);
+        linear(normed, rows, &layer.fc1, mlp, threads);
+        apply_activation(self.act, mlp);
+        linear_accumulate(mlp, rows, &layer.fc2, h, threads);
+    }
+}
+
+/// The attention block's input: `normed = layer_norm1(h)` and the stacked
+/// query/key/value product of its `m` rows into `qkv`.
+fn project_qkv(
+    layer: &EncoderLayer,
+    h: &[f32],
+    m: usize,
+    normed: &mut [f32],
+    qkv: &mut [f32],
+    threads: usize,
+) {
+    layer_norm(h, &layer.layer_norm1, normed);
+    layer.qkv_proj.forward(normed, m, qkv, threads);
 }
 
 /// The global row of each sequence's pick (`picks[s]` counts from the
