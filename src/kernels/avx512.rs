@@ -12,6 +12,10 @@ use std::arch::x86_64::*;
 /// How many panel rows ahead the first tile of a slice prefetches.
 const PREFETCH_ROWS: usize = 16;
 
+/// Depth steps per group of the micro-kernel's loop (the prefetch
+/// bookkeeping runs once a group).
+const UNROLL: usize = 4;
+
 /// Panel element types (const generic parameter of [`kernel`]).
 pub(crate) const DT_F32: u8 = 0;
 pub(crate) const DT_F16: u8 = 1;
@@ -92,9 +96,11 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
     let mut a = t.a;
     let mut bi = 0;
     let es = if DT == DT_F32 { 4 } else { 2 };
-    let mut share = Spread::new(t.next, t.next_lines, kc);
-    for _ in 0..kc {
-        share.step();
+    // Depth steps in groups of UNROLL: the prefetch bookkeeping runs once a
+    // group, not once a step.
+    let (groups, tail) = (kc / UNROLL, kc % UNROLL);
+    let mut share = Spread::new(t.next, t.next_lines, groups + usize::from(tail > 0));
+    let mut step = |acc: &mut [[__m512; 2]; ROWS]| {
         if t.prefetch {
             // The panel row PREFETCH_ROWS steps ahead (one or two cache lines).
             // A hint only: it may point past the panel, so no `add` (never dereferenced).
@@ -111,6 +117,18 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8>(kc: usize, b: *cons
         }
         a = a.add(1);
         bi += NR;
+    };
+    for _ in 0..groups {
+        share.step();
+        for _ in 0..UNROLL {
+            step(&mut acc);
+        }
+    }
+    if tail > 0 {
+        share.step();
+        for _ in 0..tail {
+            step(&mut acc);
+        }
     }
     let valid = t.n_valid.min(NR);
     let m0: __mmask16 = if valid >= 16 { 0xffff } else { (1u16 << valid) - 1 };
