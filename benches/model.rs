@@ -8,6 +8,9 @@
 //! achieved GFLOP/s and its share of the machine's nominal peak (cores x
 //! clock x FMA width, from /proc/cpuinfo; see `peak_gflops`).
 //! `scripts/bench_compare.py` runs this beside PyTorch and ONNX Runtime.
+//! For profiling and before/after comparisons: `CLIP_BENCH_REPEAT=n` runs
+//! the image cases n times as often, `CLIP_BENCH_IMAGE_BATCH=1` (or 16)
+//! runs only that image batch.
 
 mod random_model;
 
@@ -263,7 +266,12 @@ fn main() {
         if dtype == "int8" {
             model.set_precision(Precision::Int8);
         }
-        for (batch, runs) in [(1usize, 20), (16, 5)] {
+        let repeat: usize =
+            std::env::var("CLIP_BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+        for (batch, runs) in [(1usize, 20 * repeat), (16, 5 * repeat)] {
+            if std::env::var("CLIP_BENCH_IMAGE_BATCH").is_ok_and(|b| b != batch.to_string()) {
+                continue;
+            }
             if !wanted("image") {
                 break;
             }

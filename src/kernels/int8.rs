@@ -13,8 +13,8 @@
 use super::lane_fold;
 use super::matmul::Mat;
 use super::packed::{
-    next_share, release_pages, split_work, threads_for, tile_rows, OutPtr, PanelMemory, Share,
-    Stack, MR_MAX, NR,
+    balanced_blocks, next_share, release_pages, split_work, threads_for, tile_rows, OutPtr,
+    PanelMemory, Share, Stack, MR_MAX, NR,
 };
 use rayon::prelude::*;
 
@@ -127,7 +127,7 @@ impl Int8Linear {
         }
         let t = threads_for(m * self.n * self.k.max(1), threads, self.panels);
         let out_ptr = OutPtr(out.as_mut_ptr());
-        split_work(m.div_ceil(row_block(lda)), self.panels, t, |share| {
+        split_work(m.div_ceil(row_block(m, lda)), self.panels, t, |share| {
             // SAFETY: `a` holds `m` quantised rows at stride `lda >= k4`;
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
             // this job writes only its share's rows and columns (each pair
@@ -156,7 +156,7 @@ impl Int8Linear {
         let Share { rows, p0, p1 } = share;
         let m = row_scale.len();
         // Row blocks whose quantised rows (about 512 KiB) stay in L2.
-        let mc = row_block(lda);
+        let mc = row_block(m, lda);
         for m0 in (rows.start * mc..m.min(rows.end * mc)).step_by(mc) {
             let mlen = mc.min(m - m0);
             let ntiles = mlen.div_ceil(MR_MAX);
@@ -275,10 +275,10 @@ unsafe fn kernel(_: usize, _: usize, _: *const u8, _: &TileI8) {
     unreachable!("int8 kernel without a micro-kernel for this CPU")
 }
 
-/// Rows of quantised activations per row block (about 512 KiB of them) for
-/// rows of `lda` bytes.
-fn row_block(lda: usize) -> usize {
-    ((1 << 19) / lda).clamp(MR_MAX, 4096) / MR_MAX * MR_MAX
+/// Rows of quantised activations per row block (at most about 512 KiB of
+/// them, blocks of even size) for `m` rows of `lda` bytes.
+fn row_block(m: usize, lda: usize) -> usize {
+    balanced_blocks(m, ((1 << 19) / lda).clamp(MR_MAX, 4096))
 }
 
 #[cfg(test)]
