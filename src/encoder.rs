@@ -4,7 +4,7 @@
 use crate::config::Activation;
 use crate::error::Result;
 use crate::kernels::{
-    apply_activation, attention_picked, attention_segments, layer_norm, linear, linear_accumulate,
+    attention_picked, attention_segments, layer_norm, linear_accumulate, linear_activated,
     AttentionMask, LayerNorm, Linear, StackedLinear,
 };
 use crate::tensor::Tensor;
@@ -287,8 +287,7 @@ impl Encoder {
         threads: usize,
     ) {
         layer_norm(h, &layer.layer_norm2, normed);
-        linear(normed, rows, &layer.fc1, mlp, threads);
-        apply_activation(self.act, mlp);
+        linear_activated(normed, rows, &layer.fc1, mlp, self.act, threads);
         linear_accumulate(mlp, rows, &layer.fc2, h, threads);
     }
 }

@@ -41,8 +41,8 @@ pub use activation::apply_activation;
 pub use attention::{attention, attention_picked, attention_segments, AttentionMask};
 pub(crate) use matmul::PrecisionHandle;
 pub use matmul::{
-    gemm_f32, linear, linear_accumulate, linear_strided, GemmOperand, Linear, Mat, Precision,
-    StackedLinear,
+    gemm_f32, linear, linear_accumulate, linear_activated, linear_strided, GemmOperand, Linear,
+    Mat, Precision, StackedLinear,
 };
 pub(crate) use matmul::{widen_bf16, widen_f16};
 pub use norm::{layer_norm, LayerNorm};

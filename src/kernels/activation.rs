@@ -6,16 +6,21 @@ widest_simd!(fn quick_gelu_widest(x: &mut [f32]) = quick_gelu);
 widest_simd!(fn gelu_erf_widest(x: &mut [f32]) = gelu_erf);
 widest_simd!(fn gelu_tanh_widest(x: &mut [f32]) = gelu_tanh);
 
-/// Applies `act` to every element of `x`, in parallel for large inputs.
-pub fn apply_activation(act: Activation, x: &mut [f32]) {
-    use rayon::prelude::*;
-    const CHUNK: usize = 16 * 1024;
-    let f: fn(&mut [f32]) = match act {
+/// The in-place function of `act` (vectorised for this CPU).
+pub(crate) fn activation_fn(act: Activation) -> fn(&mut [f32]) {
+    match act {
         Activation::QuickGelu => quick_gelu_widest,
         Activation::Gelu => gelu_erf_widest,
         Activation::GeluTanh => gelu_tanh_widest,
         Activation::Relu => relu,
-    };
+    }
+}
+
+/// Applies `act` to every element of `x`, in parallel for large inputs.
+pub fn apply_activation(act: Activation, x: &mut [f32]) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 16 * 1024;
+    let f = activation_fn(act);
     if x.len() <= CHUNK {
         f(x)
     } else {

@@ -13,8 +13,8 @@
 use super::lane_fold;
 use super::matmul::Mat;
 use super::packed::{
-    balanced_blocks, next_share, release_pages, split_work, threads_for, tile_rows, OutPtr,
-    PanelMemory, Share, Stack, MR_MAX, NR,
+    balanced_blocks, next_share, release_pages, split_work, threads_for, tile_rows, Epilogue,
+    OutPtr, PanelMemory, Share, Stack, MR_MAX, NR,
 };
 use rayon::prelude::*;
 
@@ -96,7 +96,7 @@ impl Int8Linear {
         m: usize,
         out: &mut [f32],
         out_rs: usize,
-        accumulate: bool,
+        epilogue: Epilogue,
         threads: usize,
     ) {
         if m == 0 || self.n == 0 {
@@ -132,7 +132,7 @@ impl Int8Linear {
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
             // this job writes only its share's rows and columns (each pair
             // of row block and panel is in one share).
-            unsafe { self.run_share(&a, lda, &row_scale, share, out_ptr, out_rs, accumulate) }
+            unsafe { self.run_share(&a, lda, &row_scale, share, out_ptr, out_rs, epilogue) }
         });
         Q_PACK.set(a);
     }
@@ -151,7 +151,7 @@ impl Int8Linear {
         share: Share,
         out: OutPtr,
         out_rs: usize,
-        accumulate: bool,
+        epilogue: Epilogue,
     ) {
         let Share { rows, p0, p1 } = share;
         let m = row_scale.len();
@@ -185,12 +185,14 @@ impl Int8Linear {
                         } else {
                             std::ptr::null()
                         },
-                        load_c: accumulate,
+                        load_c: epilogue.accumulates(),
                     };
                     kernel(rows, self.k4 / 4, b, &tile);
                     r0 += rows;
                 }
             }
+            // SAFETY: these are this share's rows and columns (see above).
+            epilogue.finish(out, out_rs, m0..m0 + mlen, p0 * NR..self.n.min(p1 * NR));
         }
     }
 }
@@ -331,7 +333,8 @@ mod tests {
             for (threads, accumulate) in [(1, false), (2, true)] {
                 let init = pseudo(m * n, 4);
                 let mut out = init.clone();
-                q.forward(&x, m, &mut out, n, accumulate, threads);
+                let epilogue = if accumulate { Epilogue::Accumulate } else { Epilogue::Store };
+                q.forward(&x, m, &mut out, n, epilogue, threads);
                 for i in 0..m {
                     let xr = &x[i * k..(i + 1) * k];
                     let xa = xr.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 127.0;

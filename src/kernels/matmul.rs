@@ -7,8 +7,10 @@
 //! widened to f32 a block of output features at a time, so the model keeps
 //! them 16-bit in memory.
 
+use super::activation::apply_activation;
 use super::int8::Int8Linear;
-use super::packed::PackedLinear;
+use super::packed::{Epilogue, PackedLinear};
+use crate::config::Activation;
 use crate::weights::{WeightTensor, WeightView};
 use gemm::Parallelism;
 use half::{bf16, f16};
@@ -250,8 +252,8 @@ impl StackedLinear {
         let precision = self.parts.first().map_or(Precision::Full, |p| p.precision.get());
         let parts = || self.parts.iter().map(|p| (&p.mat, p.bias.as_deref())).collect();
         match self.prepared.kernel(precision, parts) {
-            Kernel::Int8(q) => q.forward(x, m, out, n, false, threads),
-            Kernel::Packed(p) => p.forward(x, m, out, n, false, threads),
+            Kernel::Int8(q) => q.forward(x, m, out, n, Epilogue::Store, threads),
+            Kernel::Packed(p) => p.forward(x, m, out, n, Epilogue::Store, threads),
             Kernel::Gemm => {
                 let mut col = 0;
                 for part in &self.parts {
@@ -272,14 +274,29 @@ fn block_rows(in_features: usize) -> usize {
 /// `threads` threads.
 pub fn linear(x: &[f32], m: usize, layer: &Linear, out: &mut [f32], threads: usize) {
     debug_assert_eq!(out.len(), m * layer.mat.out_features);
-    linear_into(x, m, layer, out, layer.mat.out_features, false, threads)
+    linear_into(x, m, layer, out, layer.mat.out_features, Epilogue::Store, threads)
+}
+
+/// `out[m, out_features] = act(x[m, in_features] · W^T + b)`: with the
+/// packed kernels each thread applies the activation to the block it has
+/// just computed, while it is in cache.
+pub fn linear_activated(
+    x: &[f32],
+    m: usize,
+    layer: &Linear,
+    out: &mut [f32],
+    act: Activation,
+    threads: usize,
+) {
+    debug_assert_eq!(out.len(), m * layer.mat.out_features);
+    linear_into(x, m, layer, out, layer.mat.out_features, Epilogue::Activate(act), threads)
 }
 
 /// `out[m, out_features] += x[m, in_features] · W^T + b` (a residual
 /// connection fused into the product).
 pub fn linear_accumulate(x: &[f32], m: usize, layer: &Linear, out: &mut [f32], threads: usize) {
     debug_assert_eq!(out.len(), m * layer.mat.out_features);
-    linear_into(x, m, layer, out, layer.mat.out_features, true, threads)
+    linear_into(x, m, layer, out, layer.mat.out_features, Epilogue::Accumulate, threads)
 }
 
 /// As [`linear`], writing row `i` of the result at `out[i * out_rs..]`
@@ -292,7 +309,7 @@ pub fn linear_strided(
     out_rs: usize,
     threads: usize,
 ) {
-    linear_into(x, m, layer, out, out_rs, false, threads)
+    linear_into(x, m, layer, out, out_rs, Epilogue::Store, threads)
 }
 
 fn linear_into(
@@ -301,14 +318,26 @@ fn linear_into(
     layer: &Linear,
     out: &mut [f32],
     out_rs: usize,
-    accumulate: bool,
+    epilogue: Epilogue,
     threads: usize,
 ) {
     debug_assert_eq!(x.len(), m * layer.mat.in_features);
     match layer.kernel() {
-        Kernel::Int8(q) => q.forward(x, m, out, out_rs, accumulate, threads),
-        Kernel::Packed(p) => p.forward(x, m, out, out_rs, accumulate, threads),
-        Kernel::Gemm => linear_fallback(x, m, layer, out, out_rs, accumulate, threads),
+        Kernel::Int8(q) => q.forward(x, m, out, out_rs, epilogue, threads),
+        Kernel::Packed(p) => p.forward(x, m, out, out_rs, epilogue, threads),
+        Kernel::Gemm => {
+            linear_fallback(x, m, layer, out, out_rs, epilogue.accumulates(), threads);
+            if let Epilogue::Activate(act) = epilogue {
+                let n = layer.mat.out_features;
+                if out_rs == n {
+                    apply_activation(act, &mut out[..m * n]);
+                } else {
+                    out.chunks_mut(out_rs)
+                        .take(m)
+                        .for_each(|row| apply_activation(act, &mut row[..n]));
+                }
+            }
+        }
     }
 }
 
@@ -461,6 +490,39 @@ mod tests {
                         .map(|(a, (e, b0))| (a - e - b0).abs())
                         .fold(0.0, f32::max);
                     assert!(err < 1e-5, "gemm accumulate {dtype:?} threads={threads}: {err}");
+                }
+            }
+        }
+    }
+
+    /// The activation applied by each share of the product gives exactly
+    /// (bit for bit) the product followed by a pass of the same activation,
+    /// at full precision and int8, on 1 and 2 threads, with several row
+    /// blocks (k = 3000) and panel tails (n = 300).
+    #[test]
+    fn activated_product_equals_product_then_activation() {
+        let (m, n, k) = (100, 300, 3000);
+        let x = pseudo(m * k, 1);
+        let weight = WeightTensor::from_f32_as(&pseudo(n * k, 2), vec![n, k], DType::F32);
+        let handle = PrecisionHandle::default();
+        let layer =
+            Linear::new(Mat { weight, out_features: n, in_features: k }, Some(pseudo(n, 3)))
+                .with_precision(handle.clone());
+        let mut precisions = vec![Precision::Full];
+        if Precision::int8_supported() {
+            precisions.push(Precision::Int8);
+        }
+        for precision in precisions {
+            handle.set(precision);
+            for act in [Activation::QuickGelu, Activation::Gelu] {
+                for threads in [1, 2] {
+                    let mut want = vec![f32::NAN; m * n];
+                    linear(&x, m, &layer, &mut want, threads);
+                    apply_activation(act, &mut want);
+                    let mut got = vec![f32::NAN; m * n];
+                    linear_activated(&x, m, &layer, &mut got, act, threads);
+                    let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{precision:?} {act:?} threads={threads}");
                 }
             }
         }

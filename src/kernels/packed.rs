@@ -11,7 +11,9 @@
 //! The micro-kernel exists for x86-64 with AVX-512 ([`super::avx512`]); on
 //! other CPUs [`PackedLinear::pack`] returns `None` and callers use `gemm`.
 
+use super::activation::activation_fn;
 use super::matmul::Mat;
+use crate::config::Activation;
 use crate::weights::WeightView;
 use rayon::prelude::*;
 
@@ -177,6 +179,50 @@ pub(crate) fn threads_for(work: usize, threads: usize, panels: usize) -> usize {
     }
 }
 
+/// What a product does with its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Epilogue {
+    /// `out = x W^T + b`.
+    Store,
+    /// `out += x W^T + b` (a residual connection).
+    Accumulate,
+    /// `out = act(x W^T + b)`, applied by each share to its own block
+    /// right after computing it (in cache, on the product's threads), not
+    /// in a separate pass over the whole output.
+    Activate(Activation),
+}
+
+impl Epilogue {
+    /// Whether the product adds to the output's current values.
+    pub fn accumulates(self) -> bool {
+        self == Epilogue::Accumulate
+    }
+
+    /// Applies the activation (if any) to columns `cols` of rows `rows`
+    /// of `out` (row stride `out_rs`).
+    ///
+    /// # Safety
+    /// `out` addresses those rows and columns, and nothing else accesses
+    /// them meanwhile.
+    pub unsafe fn finish(
+        self,
+        out: OutPtr,
+        out_rs: usize,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) {
+        if let Epilogue::Activate(act) = self {
+            let f = activation_fn(act);
+            for i in rows {
+                f(std::slice::from_raw_parts_mut(
+                    out.get().add(i * out_rs + cols.start),
+                    cols.len(),
+                ));
+            }
+        }
+    }
+}
+
 /// A share of a product: row blocks `rows` (indices of blocks of `mc` rows)
 /// times panels `p0..p1`.
 #[derive(Clone)]
@@ -281,7 +327,7 @@ impl PackedLinear {
         m: usize,
         out: &mut [f32],
         out_rs: usize,
-        accumulate: bool,
+        epilogue: Epilogue,
         threads: usize,
     ) {
         if m == 0 || self.n == 0 {
@@ -304,7 +350,7 @@ impl PackedLinear {
             // other job's (`split_work` covers each pair of row block and
             // panel once), and nothing else reads `out` while the jobs run
             // (`out` is borrowed mutably for this whole call).
-            unsafe { self.run_share(&a, &blocks, share, out_ptr, out_rs, accumulate) }
+            unsafe { self.run_share(&a, &blocks, share, out_ptr, out_rs, epilogue) }
         });
         A_PACK.set(a);
     }
@@ -324,7 +370,7 @@ impl PackedLinear {
         share: Share,
         out: OutPtr,
         out_rs: usize,
-        accumulate: bool,
+        epilogue: Epilogue,
     ) {
         let Share { rows, p0, p1 } = share;
         let k = self.k;
@@ -378,7 +424,7 @@ impl PackedLinear {
                             ldc: out_rs,
                             n_valid,
                             bias,
-                            load_c: !first || accumulate,
+                            load_c: !first || epilogue.accumulates(),
                             prefetch: t == 0 && dtype == self.dtype,
                         };
                         kernel(dtype, rows, kc, b, &tile);
@@ -386,6 +432,8 @@ impl PackedLinear {
                     }
                 }
             }
+            // SAFETY: these are this share's rows and columns (see above).
+            epilogue.finish(out, out_rs, m0..m0 + mlen, p0 * NR..self.n.min(p1 * NR));
         }
     }
 }
@@ -625,11 +673,17 @@ mod tests {
                 let mut b = b1.clone();
                 b.resize(n, 0.0);
                 let want = reference(&x, m, &wf, n, k, &b);
-                for (threads, accumulate) in [(1, false), (2, false), (2, true)] {
+                let epilogues = [
+                    (1, Epilogue::Store),
+                    (2, Epilogue::Store),
+                    (2, Epilogue::Accumulate),
+                    (2, Epilogue::Activate(Activation::QuickGelu)),
+                ];
+                for (threads, epilogue) in epilogues {
                     let out_rs = n + 3;
                     let init = pseudo(m * out_rs, 4);
                     let mut out = init.clone();
-                    packed.forward(&x, m, &mut out, out_rs, accumulate, threads);
+                    packed.forward(&x, m, &mut out, out_rs, epilogue, threads);
                     for i in 0..m {
                         for j in 0..out_rs {
                             let got = out[i * out_rs + j] as f64;
@@ -637,11 +691,17 @@ mod tests {
                             let exp = if j >= n {
                                 before
                             } else {
-                                want[i * n + j] + if accumulate { before } else { 0.0 }
+                                let y = want[i * n + j];
+                                match epilogue {
+                                    Epilogue::Store => y,
+                                    Epilogue::Accumulate => y + before,
+                                    // x sigmoid(1.702 x), every output of the share.
+                                    Epilogue::Activate(_) => y / (1.0 + (-1.702 * y).exp()),
+                                }
                             };
                             assert!(
                                 (got - exp).abs() < 1e-4,
-                                "{dtype:?} m={m} n={n} k={k} t={threads} acc={accumulate} [{i},{j}]: {got} vs {exp}"
+                                "{dtype:?} m={m} n={n} k={k} t={threads} {epilogue:?} [{i},{j}]: {got} vs {exp}"
                             );
                         }
                     }
@@ -678,7 +738,7 @@ mod speed {
             for threads in [1, 2] {
                 let reps = 36 * if m > 100 { 1 } else { 4 };
                 for p in &ps {
-                    p.forward(&x, m, &mut out, n, false, threads);
+                    p.forward(&x, m, &mut out, n, Epilogue::Store, threads);
                 }
                 // The mean, and the fastest product: on a VM whose neighbours
                 // slow it at random, the latter is the undisturbed rate.
@@ -686,7 +746,7 @@ mod speed {
                 let t0 = std::time::Instant::now();
                 for r in 0..reps {
                     let t1 = std::time::Instant::now();
-                    ps[r % mats].forward(&x, m, &mut out, n, false, threads);
+                    ps[r % mats].forward(&x, m, &mut out, n, Epilogue::Store, threads);
                     best = best.min(t1.elapsed().as_secs_f64());
                 }
                 let dt = t0.elapsed().as_secs_f64() / reps as f64;
