@@ -11,6 +11,7 @@ the median over rounds of the per-round medians.
 
 Usage: python3 scripts/bench_compare.py [--threads 2] [--rounds 2]
          [--suite all|throughput|startup] [--startup-runs 5] [--out FILE.md]
+         [--tasks image,text...] [--no-int8]
 Needs: cargo, and `pip install torch torchvision transformers onnxruntime onnx`.
 """
 import argparse
@@ -37,6 +38,10 @@ def main():
     ap.add_argument("--suite", choices=["all", "throughput", "startup"], default="all")
     ap.add_argument("--startup-runs", type=int, default=5, help="fresh processes per start-up job and round")
     ap.add_argument("--out")
+    ap.add_argument("--tasks", default="",
+                    help="comma-separated task prefixes for the throughput suite (image, text, text-pad77, "
+                         "text-long), e.g. `--tasks image --rounds 8` for a longer image-only comparison; default: all")
+    ap.add_argument("--no-int8", action="store_true", help="leave out the int8 rows (clip's and the peers')")
     args = ap.parse_args()
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     throughput, startup = args.suite in ("all", "throughput"), args.suite in ("all", "startup")
@@ -51,12 +56,14 @@ def main():
     load_before = os.getloadavg()
     for r in range(args.rounds):
         if throughput:
-            for rec in run_jsonl(["cargo", "bench", "-q", "--bench", "model", "--", "--json"], env):
+            words = [t for t in args.tasks.split(",") if t] + (["f32", "f16"] if args.no_int8 else [])
+            for rec in run_jsonl(["cargo", "bench", "-q", "--bench", "model", "--", "--json", *words], env):
                 if rec["task"] == "peak":
                     peaks.append(rec)
                     continue
                 results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
-            for rec in run_jsonl([sys.executable, "scripts/bench_peer.py", "--threads", str(args.threads)], env):
+            peer = [sys.executable, "scripts/bench_peer.py", "--threads", str(args.threads), "--tasks", args.tasks]
+            for rec in run_jsonl(peer + (["--no-int8"] if args.no_int8 else []), env):
                 results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
         if startup:
             runs = str(args.startup_runs)

@@ -94,7 +94,11 @@ def main():
     ap.add_argument("--text-inputs", default=os.path.join(os.path.dirname(__file__), "..", "target",
                                                           "bench-inputs", "texts.json"),
                     help="text ids/masks written by `cargo bench --bench model` (default: %(default)s)")
+    ap.add_argument("--tasks", default="",
+                    help="comma-separated task prefixes to run (image, text, text-pad77, text-long); default: all")
     args = ap.parse_args()
+    prefixes = [t for t in args.tasks.split(",") if t]
+    wanted = lambda task: not prefixes or any(task.startswith(p) for p in prefixes)
     import torch
     from transformers import CLIPConfig, CLIPModel
     torch.set_num_threads(args.threads)
@@ -103,8 +107,8 @@ def main():
                      projection_dim=512)
     model = CLIPModel(cfg).eval()
     runtimes = args.runtimes.split(",")
-    cases_img = [(1, 20), (16, 5)]
-    cases_txt = text_cases(args.text_inputs)
+    cases_img = [(1, 20), (16, 5)] if wanted("image") else []
+    cases_txt = [c for c in text_cases(args.text_inputs) if wanted(c[0])]
     if "pytorch" in runtimes:
         # int8: dynamic quantisation of every nn.Linear (int8 weights, activations quantised per
         # product), PyTorch's counterpart of clip's Precision::Int8.
