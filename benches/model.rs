@@ -252,6 +252,10 @@ fn main() {
             );
         }
     };
+    let repeat: usize =
+        std::env::var("CLIP_BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let image_batch: Option<usize> =
+        std::env::var("CLIP_BENCH_IMAGE_BATCH").ok().and_then(|v| v.parse().ok());
     // "int8": the F32 weights with `Precision::Int8` (int8 weights and
     // dynamically quantised activations; only where the CPU has VNNI).
     for dtype in ["f32", "f16", "int8"] {
@@ -266,10 +270,8 @@ fn main() {
         if dtype == "int8" {
             model.set_precision(Precision::Int8);
         }
-        let repeat: usize =
-            std::env::var("CLIP_BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
         for (batch, runs) in [(1usize, 20 * repeat), (16, 5 * repeat)] {
-            if std::env::var("CLIP_BENCH_IMAGE_BATCH").is_ok_and(|b| b != batch.to_string()) {
+            if image_batch.is_some_and(|b| b != batch) {
                 continue;
             }
             if !wanted("image") {
