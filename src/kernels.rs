@@ -36,6 +36,7 @@ mod int8;
 mod matmul;
 mod norm;
 mod packed;
+pub(crate) mod team;
 
 pub use activation::apply_activation;
 pub use attention::{attention, attention_picked, attention_segments, AttentionMask};

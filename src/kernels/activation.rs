@@ -18,13 +18,12 @@ pub(crate) fn activation_fn(act: Activation) -> fn(&mut [f32]) {
 
 /// Applies `act` to every element of `x`, in parallel for large inputs.
 pub fn apply_activation(act: Activation, x: &mut [f32]) {
-    use rayon::prelude::*;
     const CHUNK: usize = 16 * 1024;
     let f = activation_fn(act);
     if x.len() <= CHUNK {
         f(x)
     } else {
-        x.par_chunks_mut(CHUNK).for_each(f)
+        super::team::for_each_chunk(x, CHUNK, |_, c| f(c))
     }
 }
 

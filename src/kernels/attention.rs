@@ -4,6 +4,7 @@
 use super::matmul::{gemm_f32, GemmOperand};
 use super::packed::OutPtr;
 use super::softmax_rows;
+use super::team;
 use rayon::prelude::*;
 
 /// Which keys each query may attend to.
@@ -182,14 +183,24 @@ fn attend(
                 .for_each_init(scratch, |ctx, (t, p)| task(t, p, &mut ctx[..t.queries * head_dim]));
         }
         None => {
-            // Per thread: scores and contexts of one head.
-            let scratch =
-                || (vec![0.0f32; most_queries * longest], vec![0.0f32; most_queries * head_dim]);
-            tasks.into_par_iter().for_each_init(scratch, |(scores, ctx), t| {
-                task(t, &mut scores[..t.queries * t.len], &mut ctx[..t.queries * head_dim])
+            // Per thread: scores and contexts of one head, reused.
+            let (scores_len, ctx_len) = (most_queries * longest, most_queries * head_dim);
+            team::for_each(tasks.len(), |i| {
+                let t = tasks[i];
+                let mut scratch = SCRATCH.take();
+                scratch.resize(scratch.len().max(scores_len + ctx_len), 0.0);
+                let (scores, ctx) = scratch.split_at_mut(scores_len);
+                task(t, &mut scores[..t.queries * t.len], &mut ctx[..t.queries * head_dim]);
+                SCRATCH.set(scratch);
             })
         }
     }
+}
+
+thread_local! {
+    /// The attention scores and contexts of this thread's task (reused;
+    /// taken out while in use).
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 #[cfg(test)]

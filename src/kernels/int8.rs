@@ -16,6 +16,7 @@ use super::packed::{
     balanced_blocks, next_share, release_pages, split_work, threads_for, tile_rows, Epilogue,
     OutPtr, PanelMemory, Share, Stack, MR_MAX, NR,
 };
+use super::team;
 use rayon::prelude::*;
 
 /// An int8-quantised linear layer (or stacked layers), packed for the kernel.
@@ -112,18 +113,23 @@ impl Int8Linear {
         if a.len() < m * lda {
             a.resize(m * lda, 0);
         }
+        let k = self.k;
         let mut row_scale = vec![0.0f32; m];
-        let quantize = |(row, (dst, s)): (&[f32], (&mut [u8], &mut f32))| {
-            *s = quantize_row(row, dst);
+        // Rows `r0..` of `x` into `a` and their scales into `scales`.
+        let quantize = |r0: usize, a: &mut [u8], scales: &mut [f32]| {
+            for (r, (dst, s)) in a.chunks_mut(lda).zip(scales).enumerate() {
+                *s = quantize_row(&x[(r0 + r) * k..][..k], dst);
+            }
         };
-        let rows = x[..m * self.k].chunks(self.k.max(1)).take(m);
         if threads > 1 && m * self.k >= 1 << 16 {
-            let rows: Vec<&[f32]> = rows.collect();
-            rows.into_par_iter()
-                .zip(a.par_chunks_mut(lda).zip(row_scale.par_iter_mut()))
-                .for_each(quantize);
+            const ROWS: usize = 16;
+            team::for_each_chunk_pair(
+                (&mut a[..m * lda], ROWS * lda),
+                (&mut row_scale, ROWS),
+                |c, a, scales| quantize(c * ROWS, a, scales),
+            );
         } else {
-            rows.zip(a.chunks_mut(lda).zip(row_scale.iter_mut())).for_each(quantize);
+            quantize(0, &mut a[..m * lda], &mut row_scale);
         }
         let t = threads_for(m * self.n * self.k.max(1), threads, self.panels);
         let out_ptr = OutPtr(out.as_mut_ptr());

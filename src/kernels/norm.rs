@@ -1,7 +1,7 @@
 //! Layer normalisation over the last dimension.
 
 use super::lane_fold;
-use rayon::prelude::*;
+use super::team;
 
 /// The parameters of a `LayerNorm` (`weight`, `bias`, `eps`), widened to f32.
 #[derive(Debug, Clone)]
@@ -22,11 +22,17 @@ pub fn layer_norm(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
     let d = ln.weight.len();
     debug_assert_eq!(x.len(), out.len());
     let rows = x.len() / d.max(1);
-    let work = |(xr, or): (&[f32], &mut [f32])| normalize_row(xr, ln, or);
-    if rows >= 16 {
-        x.par_chunks(d).zip(out.par_chunks_mut(d)).for_each(work);
+    // Rows `r0..` of `x` into `out`.
+    let work = |r0: usize, out: &mut [f32]| {
+        for (r, or) in out.chunks_mut(d.max(1)).enumerate() {
+            normalize_row(&x[(r0 + r) * d..][..d], ln, or);
+        }
+    };
+    const ROWS: usize = 8;
+    if rows >= 2 * ROWS {
+        team::for_each_chunk(&mut out[..rows * d], ROWS * d, |c, out| work(c * ROWS, out));
     } else {
-        x.chunks(d).zip(out.chunks_mut(d)).for_each(work);
+        work(0, &mut out[..rows * d]);
     }
 }
 

@@ -13,6 +13,7 @@
 
 use super::activation::activation_fn;
 use super::matmul::Mat;
+use super::team;
 use crate::config::Activation;
 use crate::weights::WeightView;
 use rayon::prelude::*;
@@ -233,8 +234,8 @@ pub(crate) struct Share {
 }
 
 /// Runs `job` over shares covering `row_blocks` row blocks x `panels`
-/// panels: inline when `t` is 1, else as rayon tasks that idle threads
-/// steal, so a core slowed by a neighbour (another VM on its sibling
+/// panels: inline when `t` is 1, else as tasks ([`team::for_each`]) that
+/// the threads claim one at a time, so a core slowed by a neighbour (another VM on its sibling
 /// hyperthread, an interrupt) does not keep the other waiting at the end of
 /// every product (fixed halves did: +10-16% for a batch-1 image on this
 /// noisy VM). One row block: `4 t` panel ranges. Several: each row block
@@ -251,12 +252,9 @@ pub(crate) fn split_work(row_blocks: usize, panels: usize, t: usize, job: impl F
         job(cut(0..row_blocks, 0, 1))
     } else if row_blocks <= 1 {
         let chunks = (4 * t).min(panels);
-        (0..chunks).into_par_iter().with_max_len(1).for_each(|c| job(cut(0..row_blocks, c, chunks)))
+        team::for_each(chunks, |c| job(cut(0..row_blocks, c, chunks)))
     } else {
-        (0..row_blocks * t)
-            .into_par_iter()
-            .with_max_len(1)
-            .for_each(|i| job(cut(i / t..i / t + 1, i % t, t)))
+        team::for_each(row_blocks * t, |i| job(cut(i / t..i / t + 1, i % t, t)))
     }
 }
 
@@ -506,7 +504,7 @@ impl RowBlocks {
             }
         };
         if threads > 1 && m * k >= 1 << 16 {
-            (0..m).into_par_iter().with_min_len(16).for_each(pack_row);
+            team::for_each(m.div_ceil(16), |c| (c * 16..m.min(c * 16 + 16)).for_each(pack_row));
         } else {
             (0..m).for_each(pack_row);
         }

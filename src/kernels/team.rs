@@ -1,0 +1,379 @@
+//! The threads of an inference pass: a fork/join team whose idle members
+//! spin between the parallel steps of a pass instead of going to sleep.
+//!
+//! An encoder pass is a chain of short parallel steps (per layer: two layer
+//! norms, four products, attention: about 70 steps for one image, most of
+//! them well under a millisecond). On rayon alone, a worker that finds no
+//! work for ~50 µs parks itself, and waking a parked thread took 25-40 µs on
+//! the 2-core VM this was measured on (a park/unpark round trip): about 140
+//! context switches an image at batch 1, nearly one per step, each on the
+//! critical path.
+//!
+//! [`run`] instead occupies every worker of the current rayon pool for the
+//! duration of a pass (`rayon::broadcast`): the first to arrive leads and
+//! runs the pass; the others follow it, spinning on the team's current step
+//! and taking its tasks, and meanwhile running any rayon job they find (so
+//! rayon parallelism inside a pass, e.g. the `gemm` crate's, still gets
+//! their help). Inside the pass, [`for_each`] hands the leader's steps to
+//! the team; anywhere else it is a rayon parallel loop. The pool's size is
+//! still the one knob: the team is its workers, no thread is added.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// A parallel step: `tasks` calls of `job`. The leader claims them from
+/// the front, the followers from the back, so each thread runs a run of
+/// neighbouring tasks (as rayon's halving would): a product's shares of one
+/// row block then mostly fall to one thread, which reads the block's
+/// activations once.
+struct Step {
+    /// The step's closure, its lifetime erased: the leader keeps it alive
+    /// until no follower can reach the step any more (see [`for_each`]).
+    job: *const (dyn Fn(usize) + Sync + 'static),
+    /// The unclaimed tasks `front..back`, as `front | back << 32`.
+    left: AtomicU64,
+}
+
+/// What the leader and the followers of one pass share.
+struct Team {
+    /// The step in progress, or null between steps.
+    step: AtomicPtr<Step>,
+    /// How many steps have been published (tells a follower a new one from
+    /// the one it has just finished, which may sit at the same address).
+    published: AtomicUsize,
+    /// Followers that may be holding a reference to `step`.
+    inside: AtomicUsize,
+    /// Set by the leader when the pass is over.
+    done: AtomicBool,
+    /// The first panic of a follower's task, re-raised by the leader.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+thread_local! {
+    /// The team this thread leads, if any.
+    static LEADING: Cell<*const Team> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` as one pass on the current rayon pool (the global one when
+/// called from outside a pool): `f` runs on one of the pool's workers, the
+/// others follow it until `f` returns. A panic in `f` or in a task of its
+/// steps is re-raised here.
+pub(crate) fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let team = Team {
+        step: AtomicPtr::new(std::ptr::null_mut()),
+        published: AtomicUsize::new(0),
+        inside: AtomicUsize::new(0),
+        done: AtomicBool::new(false),
+        panic: Mutex::new(None),
+    };
+    let claimed = AtomicBool::new(false);
+    let f = Mutex::new(Some(f));
+    let result = Mutex::new(None);
+    rayon::broadcast(|_| {
+        if claimed.swap(true, Ordering::AcqRel) {
+            team.follow();
+            return;
+        }
+        let f = lock(&f).take();
+        let previous = LEADING.replace(&team);
+        let r = catch_unwind(AssertUnwindSafe(|| f.map(|f| f())));
+        LEADING.set(previous);
+        // Whatever happened, the followers must be let go.
+        team.done.store(true, Ordering::Release);
+        *lock(&result) = Some(r);
+    });
+    let result = result.into_inner().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Some(Ok(Some(r))) => r,
+        Some(Err(panic)) => resume_unwind(panic),
+        // The closure was taken and run exactly once, by the leader.
+        _ => unreachable!("team::run: the pass did not run"),
+    }
+}
+
+/// Calls `job(i)` for every `i` in `0..tasks`, in parallel: on the team
+/// when called by the leader of a pass ([`run`]), else on rayon. Tasks are
+/// claimed one at a time in order, so a thread slowed down (by a neighbour
+/// on a shared machine) takes fewer. Returns when every task has returned;
+/// a panic in a task is re-raised here once all have.
+pub(crate) fn for_each(tasks: usize, job: impl Fn(usize) + Sync) {
+    if tasks <= 1 {
+        (0..tasks).for_each(job);
+        return;
+    }
+    let team = LEADING.get();
+    // (A step's task indices are 32-bit: more go to rayon.)
+    if team.is_null() || tasks > u32::MAX as usize {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().with_max_len(1).for_each(&job);
+        return;
+    }
+    // SAFETY: `LEADING` points to the team of the pass this thread is
+    // leading: `run` sets it before the pass and clears it after, and the
+    // team outlives the pass.
+    let team = unsafe { &*team };
+    let job: &(dyn Fn(usize) + Sync) = &job;
+    // SAFETY: only the lifetime changes. Followers reach `job` through
+    // `team.step` alone; below, the step is unpublished and every follower
+    // that may have read it has left (`inside` is zero) before this
+    // function returns and `job` goes out of scope, also on a panic.
+    let job: &(dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(job) };
+    let step = Step { job, left: AtomicU64::new((tasks as u64) << 32) };
+    team.step.store(&step as *const Step as *mut Step, Ordering::SeqCst);
+    team.published.fetch_add(1, Ordering::Release);
+    let mine = catch_unwind(AssertUnwindSafe(|| step.run(false)));
+    team.step.store(std::ptr::null_mut(), Ordering::SeqCst);
+    // A follower that read the step incremented `inside` before (and
+    // decrements it after its last task): once it is zero, every task has
+    // returned and no follower will touch `step` again.
+    while team.inside.load(Ordering::SeqCst) != 0 {
+        std::hint::spin_loop();
+    }
+    if let Some(panic) = lock(&team.panic).take() {
+        resume_unwind(panic);
+    }
+    if let Err(panic) = mine {
+        resume_unwind(panic);
+    }
+}
+
+/// Calls `f(i, chunk)` for the `chunk`-element chunks of `data` (the last
+/// may be shorter), in parallel as [`for_each`].
+pub(crate) fn for_each_chunk<T: Send>(
+    data: &mut [T],
+    chunk: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let chunk = chunk.max(1);
+    let len = data.len();
+    let base = SendPtr(data.as_mut_ptr());
+    for_each(len.div_ceil(chunk), |i| {
+        let start = i * chunk;
+        // SAFETY: task `i` alone gets elements `start..start + n` of `data`
+        // (the chunks are disjoint and within `len`), and `data` is borrowed
+        // mutably for the whole call.
+        let part = unsafe {
+            std::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start))
+        };
+        f(i, part)
+    });
+}
+
+/// Calls `f(i, a_chunk, b_chunk)` for chunk `i` of `a` (`ca` elements)
+/// and of `b` (`cb` elements) together, in parallel as [`for_each`]: as
+/// many tasks as `a` has chunks (`b` must have as many, the last ones may
+/// be shorter).
+pub(crate) fn for_each_chunk_pair<A: Send, B: Send>(
+    (a, ca): (&mut [A], usize),
+    (b, cb): (&mut [B], usize),
+    f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
+) {
+    let (ca, cb) = (ca.max(1), cb.max(1));
+    let tasks = a.len().div_ceil(ca);
+    assert!(b.len().div_ceil(cb) == tasks, "team: chunk counts differ");
+    let (alen, blen) = (a.len(), b.len());
+    let (pa, pb) = (SendPtr(a.as_mut_ptr()), SendPtr(b.as_mut_ptr()));
+    for_each(tasks, |i| {
+        let (sa, sb) = (i * ca, i * cb);
+        // SAFETY: as in `for_each_chunk`, for each of the two slices (the
+        // assert above keeps chunk `i` of `b` within `b`).
+        let (ra, rb) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(pa.get().add(sa), ca.min(alen - sa)),
+                std::slice::from_raw_parts_mut(pb.get().add(sb), cb.min(blen - sb)),
+            )
+        };
+        f(i, ra, rb)
+    });
+}
+
+/// A pointer handed to the tasks of one step.
+struct SendPtr<T>(*mut T);
+
+impl<T> SendPtr<T> {
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+// SAFETY: only used by `for_each_chunk` and `for_each_chunk_pair`, whose
+// tasks access disjoint parts.
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+impl Step {
+    /// Claims (from the front, or from the back) and runs tasks until none
+    /// is left.
+    fn run(&self, from_back: bool) {
+        while let Some(i) = self.claim(from_back) {
+            // SAFETY: `job` is alive while the step is reachable (see
+            // `for_each`), and the caller reached it through the team.
+            unsafe { (*self.job)(i) }
+        }
+    }
+
+    fn claim(&self, from_back: bool) -> Option<usize> {
+        let mut left = self.left.load(Ordering::Relaxed);
+        loop {
+            let (front, back) = (left & 0xffff_ffff, left >> 32);
+            if front >= back {
+                return None;
+            }
+            let (task, rest) =
+                if from_back { (back - 1, left - (1 << 32)) } else { (front, left + 1) };
+            match self.left.compare_exchange_weak(left, rest, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(task as usize),
+                Err(now) => left = now,
+            }
+        }
+    }
+}
+
+impl Team {
+    /// A follower's loop: help with each published step until the pass is
+    /// done, running rayon's pending jobs meanwhile.
+    fn follow(&self) {
+        let mut seen = 0;
+        let mut idle = 0u32;
+        while !self.done.load(Ordering::Acquire) {
+            let published = self.published.load(Ordering::Acquire);
+            if published != seen {
+                self.help();
+                seen = published;
+                idle = 0;
+                continue;
+            }
+            idle = idle.wrapping_add(1);
+            if idle.is_multiple_of(64) {
+                // Rayon jobs the leader (or someone else) left to steal.
+                if let Some(rayon::Yield::Executed) = rayon::yield_now() {
+                    continue;
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Runs tasks of the current step, if there is one.
+    fn help(&self) {
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        let step = self.step.load(Ordering::SeqCst);
+        if !step.is_null() {
+            // SAFETY: the leader unpublishes a step and then waits for
+            // `inside` to drop to zero before the step goes away; this
+            // follower incremented `inside` before reading the pointer.
+            let step = unsafe { &*step };
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| step.run(true))) {
+                lock(&self.panic).get_or_insert(panic);
+            }
+        }
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A lock whose poisoning (a panic elsewhere while it was held) is ignored:
+/// what it guards is written whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+    }
+
+    /// Every task runs exactly once, in every step of a pass, on pools of
+    /// several sizes, from inside and outside the pool.
+    #[test]
+    fn every_task_runs_once() {
+        for threads in [1, 2, 3] {
+            let counts: Vec<AtomicU64> = (0..1000).map(|_| AtomicU64::new(0)).collect();
+            let steps = 50;
+            let total = pool(threads).install(|| {
+                run(|| {
+                    for s in 0..steps {
+                        for_each(s * 20, |i| {
+                            counts[i].fetch_add(1, Ordering::Relaxed);
+                        });
+                    }
+                    7
+                })
+            });
+            assert_eq!(total, 7);
+            for (i, c) in counts.iter().enumerate() {
+                // Task i is in the steps with s * 20 > i.
+                let expected = (0..steps).filter(|s| s * 20 > i).count() as u64;
+                assert_eq!(c.load(Ordering::Relaxed), expected, "task {i}, {threads} threads");
+            }
+        }
+    }
+
+    /// With two threads, the follower takes part: some tasks run on
+    /// another thread than the leader's.
+    #[test]
+    fn followers_take_tasks() {
+        let seen_other = AtomicBool::new(false);
+        pool(2).install(|| {
+            run(|| {
+                let leader = std::thread::current().id();
+                for _ in 0..200 {
+                    for_each(8, |_| {
+                        if std::thread::current().id() != leader {
+                            seen_other.store(true, Ordering::Relaxed);
+                        }
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                    });
+                    if seen_other.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            })
+        });
+        assert!(seen_other.load(Ordering::Relaxed));
+    }
+
+    /// Chunks cover the data once, each with its index.
+    #[test]
+    fn chunks_cover_the_data() {
+        let mut data = vec![0usize; 103];
+        pool(2).install(|| run(|| for_each_chunk(&mut data, 10, |i, c| c.fill(i + 1))));
+        assert!(data.iter().enumerate().all(|(j, &v)| v == j / 10 + 1), "{data:?}");
+    }
+
+    /// A panic in a task (on the leader or a follower) reaches the caller of
+    /// `run`, and the pool stays usable.
+    #[test]
+    fn a_panicking_task_reaches_the_caller() {
+        let p = pool(2);
+        for bad in [0, 5] {
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                p.install(|| {
+                    run(|| {
+                        for_each(8, |i| {
+                            if i == bad {
+                                panic!("task {i}");
+                            }
+                        })
+                    })
+                })
+            }));
+            assert!(r.is_err());
+        }
+        assert_eq!(p.install(|| run(|| 3)), 3);
+    }
+
+    /// Rayon parallelism inside a pass still completes (followers run
+    /// stolen jobs while they wait).
+    #[test]
+    fn rayon_inside_a_pass() {
+        use rayon::prelude::*;
+        let sum: u64 = pool(2).install(|| run(|| (0..10_000u64).into_par_iter().sum()));
+        assert_eq!(sum, 10_000 * 9_999 / 2);
+    }
+}
