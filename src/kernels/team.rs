@@ -60,8 +60,13 @@ thread_local! {
 /// Runs `f` as one pass on the current rayon pool (the global one when
 /// called from outside a pool): `f` runs on one of the pool's workers, the
 /// others follow it until `f` returns. A panic in `f` or in a task of its
-/// steps is re-raised here.
+/// steps is re-raised here. Called by the leader of a pass, it runs `f` as
+/// part of that pass.
 pub(crate) fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if !LEADING.get().is_null() {
+        // Already leading a pass: this one is part of it.
+        return f();
+    }
     let team = Team {
         step: AtomicPtr::new(std::ptr::null_mut()),
         published: AtomicUsize::new(0),
