@@ -503,7 +503,7 @@ impl RowBlocks {
                 row.copy_from_slice(&x[i * k + k0..][..kc]);
             }
         };
-        if threads > 1 && m * k >= 1 << 16 {
+        if threads > 1 && m * k >= 1 << 14 {
             team::for_each(m.div_ceil(16), |c| (c * 16..m.min(c * 16 + 16)).for_each(pack_row));
         } else {
             (0..m).for_each(pack_row);
