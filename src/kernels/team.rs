@@ -55,16 +55,18 @@ struct Team {
 thread_local! {
     /// The team this thread leads, if any.
     static LEADING: Cell<*const Team> = const { Cell::new(std::ptr::null()) };
+    /// Whether this thread is following a team.
+    static FOLLOWING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `f` as one pass on the current rayon pool (the global one when
 /// called from outside a pool): `f` runs on one of the pool's workers, the
 /// others follow it until `f` returns. A panic in `f` or in a task of its
-/// steps is re-raised here. Called by the leader of a pass, it runs `f` as
-/// part of that pass.
+/// steps is re-raised here. Called by a thread of a pass (its leader, or a
+/// follower's task), it runs `f` as part of that pass: a new pass there
+/// would wait for the pool's threads, one of which is waiting for it.
 pub(crate) fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if !LEADING.get().is_null() {
-        // Already leading a pass: this one is part of it.
+    if !LEADING.get().is_null() || FOLLOWING.get() {
         return f();
     }
     let team = Team {
@@ -79,7 +81,9 @@ pub(crate) fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let result = Mutex::new(None);
     rayon::broadcast(|_| {
         if claimed.swap(true, Ordering::AcqRel) {
+            let previous = FOLLOWING.replace(true);
             team.follow();
+            FOLLOWING.set(previous);
             return;
         }
         let f = lock(&f).take();
@@ -101,9 +105,10 @@ pub(crate) fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 /// Calls `job(i)` for every `i` in `0..tasks`, in parallel: on the team
 /// when called by the leader of a pass ([`run`]), else on rayon. Tasks are
-/// claimed one at a time in order, so a thread slowed down (by a neighbour
-/// on a shared machine) takes fewer. Returns when every task has returned;
-/// a panic in a task is re-raised here once all have.
+/// claimed one at a time (the leader's from the front, the followers' from
+/// the back), so a thread slowed down by a neighbour on a shared machine
+/// takes fewer. Returns when every task has returned; a panic in a task is
+/// re-raised here once all have.
 pub(crate) fn for_each(tasks: usize, job: impl Fn(usize) + Sync) {
     if tasks <= 1 {
         (0..tasks).for_each(job);
@@ -371,6 +376,22 @@ mod tests {
             assert!(r.is_err());
         }
         assert_eq!(p.install(|| run(|| 3)), 3);
+    }
+
+    /// A pass started inside a pass (by the leader, or by a task on a
+    /// follower) runs as part of it instead of waiting for the busy pool.
+    #[test]
+    fn nested_passes_run_inline() {
+        let count = AtomicU64::new(0);
+        pool(2).install(|| {
+            run(|| {
+                run(|| for_each(4, |_| _ = count.fetch_add(1, Ordering::Relaxed)));
+                for_each(64, |_| {
+                    run(|| for_each(3, |_| _ = count.fetch_add(1, Ordering::Relaxed)));
+                });
+            })
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 4 + 64 * 3);
     }
 
     /// Rayon parallelism inside a pass still completes (followers run
