@@ -375,7 +375,7 @@ impl PackedLinear {
         let panel_elems = k * NR;
         let base = self.data.as_ptr();
         let es = self.dtype.size();
-        let mut wide = Vec::new();
+        let mut wide: Vec<Line> = Vec::new();
         for m0 in (rows.start * blocks.mc..blocks.m.min(rows.end * blocks.mc)).step_by(blocks.mc) {
             let mlen = blocks.mc.min(blocks.m - m0);
             let ntiles = mlen.div_ceil(MR_MAX);
@@ -399,34 +399,49 @@ impl PackedLinear {
                     let next = b.wrapping_add(kc * NR * es);
                     let lines = (KC.min(k) * NR * es).div_ceil(64);
                     // 16-bit panels feeding many tiles are widened once into
-                    // an f32 slice (in L1) rather than in every tile: the
+                    // an f32 buffer rather than in every tile: the
                     // conversions compete with the multiply-adds for an
-                    // execution port. Few tiles read them directly.
-                    let (b, dtype) = if self.dtype != PanelType::F32 && ntiles >= WIDEN_TILES {
-                        wide.resize(KC * NR, 0.0);
-                        // SAFETY: `b` addresses this slice's `kc * NR` elements.
-                        widen(self.dtype, b, &mut wide[..kc * NR]);
-                        (wide.as_ptr().cast::<u8>(), PanelType::F32)
-                    } else {
-                        (b, self.dtype)
-                    };
-                    let mut r0 = 0;
-                    for t in 0..ntiles {
-                        let rows = tile_rows(mlen, ntiles, t);
-                        let (next, next_lines) = next_share(next, lines, t, ntiles);
-                        let tile = Tile {
-                            next,
-                            next_lines,
-                            a: ablock.add(r0 * LDA),
-                            c: out.get().add((m0 + r0) * out_rs + p * NR),
-                            ldc: out_rs,
-                            n_valid,
-                            bias,
-                            load_c: !first || epilogue.accumulates(),
-                            prefetch: t == 0 && dtype == self.dtype,
+                    // execution port. Few tiles read them directly. The
+                    // buffer holds `WIDE_KC` depths at a time, so that it
+                    // and a tile's activations stay in L1 together.
+                    let widened = self.dtype != PanelType::F32 && ntiles >= WIDEN_TILES;
+                    let sub = if widened { WIDE_KC } else { kc.max(1) };
+                    // (One part when `k` is 0: the bias alone.)
+                    let parts = kc.div_ceil(sub).max(1);
+                    for part in 0..parts {
+                        let s0 = part * sub;
+                        let sk = sub.min(kc - s0);
+                        let (b, dtype) = if widened {
+                            wide.resize(sub * NR / 16, Line::default());
+                            let dst: &mut [f32] = bytemuck::cast_slice_mut(&mut wide[..]);
+                            // SAFETY: `b` addresses this slice's `kc * NR`
+                            // elements, `s0 + sk <= kc` of them here.
+                            widen(self.dtype, b.add(s0 * NR * es), &mut dst[..sk * NR]);
+                            (wide.as_ptr().cast::<u8>(), PanelType::F32)
+                        } else {
+                            (b, self.dtype)
                         };
-                        kernel(dtype, rows, kc, b, &tile);
-                        r0 += rows;
+                        // This part's share of the next slice's lines.
+                        let (l0, l1) = (lines * part / parts, lines * (part + 1) / parts);
+                        let mut r0 = 0;
+                        for t in 0..ntiles {
+                            let rows = tile_rows(mlen, ntiles, t);
+                            let (next, next_lines) =
+                                next_share(next.wrapping_add(l0 * 64), l1 - l0, t, ntiles);
+                            let tile = Tile {
+                                next,
+                                next_lines,
+                                a: ablock.add(r0 * LDA + s0),
+                                c: out.get().add((m0 + r0) * out_rs + p * NR),
+                                ldc: out_rs,
+                                n_valid,
+                                bias: if part == 0 { bias } else { std::ptr::null() },
+                                load_c: !(first && part == 0) || epilogue.accumulates(),
+                                prefetch: t == 0 && dtype == self.dtype,
+                            };
+                            kernel(dtype, rows, sk, b, &tile);
+                            r0 += rows;
+                        }
                     }
                 }
             }
@@ -558,6 +573,25 @@ pub(crate) struct Tile {
 /// every tile adds 2 conversions to each step's 20-24 multiply-adds on the
 /// same ports. (An A/B of 4 against 8 on this VM was within its noise.)
 const WIDEN_TILES: usize = 4;
+
+/// Depths of a slice widened at a time: 128 x 32 f32 (16 KiB) stay in L1
+/// beside a tile's activations, where a whole 256-deep slice (32 KiB)
+/// competed with them (+2-3% for 50-row F16 products).
+const WIDE_KC: usize = 128;
+
+/// One cache line of f32. The widened panels are stored in these, 64-byte
+/// aligned like the packed panels: in a plain `Vec<f32>` (16-byte aligned
+/// by the allocator) every 64-byte load of the micro-kernel straddled two
+/// cache lines.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+// SAFETY: 16 f32 and nothing else (64 bytes, no padding at alignment 64);
+// any bit pattern is valid and all zeros is 0.0.
+unsafe impl bytemuck::Zeroable for Line {}
+// SAFETY: as above.
+unsafe impl bytemuck::Pod for Line {}
 
 /// Widens `dst.len()` (a multiple of 16) elements of `dtype` at `src`.
 ///
