@@ -154,7 +154,9 @@ CLIP_API int clip_int8_supported(void);
  */
 typedef struct clip_model_options {
     size_t struct_size;    /* sizeof(clip_model_options), set by _init */
-    uint32_t num_threads;  /* threads of the model's own pool; 0 = one per core */
+    uint32_t num_threads;  /* threads of the model's own pool; 0 = one per core.
+                              During an encoding call they spin between its
+                              parallel steps (no sleeping); they sleep between calls. */
     int32_t alpha_policy;  /* a clip_alpha_policy */
     clip_log_fn log_fn;    /* NULL = no diagnostics */
     void *log_user_data;   /* passed to log_fn */

@@ -3,7 +3,7 @@
 //!
 //! All arithmetic is f32 with f32 accumulation inside the GEMM (as PyTorch on
 //! the CPU); f16/bf16 weights are widened to f32 block by block inside
-//! [`matmul`], so they stay 16-bit in memory.
+//! `matmul`, so they stay 16-bit in memory.
 
 /// Defines `fn $name(args) -> ret` running `$body(args)` compiled for
 /// AVX-512 when the CPU has it: the bodies' loops are written to vectorise,

@@ -161,7 +161,7 @@ impl PrecisionHandle {
 /// A linear layer: a matrix and an optional bias (f32).
 ///
 /// On CPUs with the crate's own micro-kernel (x86-64 with AVX-512) the
-/// matrix is packed for it on first use (see [`packed`](super::packed)); the
+/// matrix is packed for it on first use (see `kernels::packed`); the
 /// packed copy is shared by clones of the layer.
 #[derive(Clone)]
 pub struct Linear {
