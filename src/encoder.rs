@@ -154,7 +154,7 @@ impl Encoder {
             }
         };
         let lens = vec![seq; batch];
-        in_pool(|| self.run(h, &lens, mask, None, opts.output_attentions, &mut on_layer));
+        team::run(|| self.run(h, &lens, mask, None, opts.output_attentions, &mut on_layer));
         if let Some(hs) = collected.hidden_states.as_mut() {
             hs.push(Tensor::from_parts(vec![batch, seq, d], h.to_vec()));
         }
@@ -176,14 +176,16 @@ impl Encoder {
         picks: &[usize],
         mask: AttentionMask<'_>,
     ) -> Vec<f32> {
-        in_pool(|| self.run(h, lens, mask, Some(picks), false, &mut |_, _| {}))
+        team::run(|| self.run(h, lens, mask, Some(picks), false, &mut |_, _| {}))
     }
 
     /// The layers; `on_layer` sees each layer's input (and, when `probs`,
     /// its attention probabilities). With `picks`, the last layer runs for
     /// the picked rows only and returns them (see [`Encoder::forward_picked`]);
     /// without, every layer runs over every row and the result is empty.
-    /// Callers run it [`in_pool`].
+    /// Callers run it as one pass of the pool's threads ([`team::run`]):
+    /// its ~70 parallel steps an image then go to workers that spin between
+    /// steps rather than park (waking one costs 25-40 µs on a VM).
     fn run(
         &self,
         h: &mut [f32],
@@ -316,12 +318,4 @@ fn picked_rows(lens: &[usize], picks: &[usize]) -> Vec<usize> {
         Some(start)
     });
     starts.zip(picks).map(|(start, &p)| start + p).collect()
-}
-
-/// Runs `f` as one pass on the threads of the current rayon pool
-/// ([`team::run`]): its parallel steps (about 70 per image) go to workers
-/// that spin between steps, rather than to rayon workers that park after
-/// ~50 µs idle and take 25-40 µs to wake on a VM.
-fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    team::run(f)
 }

@@ -235,9 +235,9 @@ pub(crate) struct Share {
 
 /// Runs `job` over shares covering `row_blocks` row blocks x `panels`
 /// panels: inline when `t` is 1, else as tasks ([`team::for_each`]) that
-/// the threads claim one at a time, so a core slowed by a neighbour (another VM on its sibling
-/// hyperthread, an interrupt) does not keep the other waiting at the end of
-/// every product (fixed halves did: +10-16% for a batch-1 image on this
+/// the threads claim one at a time, so a core slowed by a neighbour
+/// (another VM on its sibling hyperthread, an interrupt) does not keep the
+/// other waiting at the end of every product (fixed halves did: +10-16% for a batch-1 image on this
 /// noisy VM). One row block: `4 t` panel ranges. Several: each row block
 /// times `t` panel ranges, so each share reads its block of activations
 /// once, as a fixed split did (finer panel ranges would re-read them from

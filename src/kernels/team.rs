@@ -157,19 +157,9 @@ pub(crate) fn for_each_chunk<T: Send>(
     chunk: usize,
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
-    let chunk = chunk.max(1);
-    let len = data.len();
-    let base = SendPtr(data.as_mut_ptr());
-    for_each(len.div_ceil(chunk), |i| {
-        let start = i * chunk;
-        // SAFETY: task `i` alone gets elements `start..start + n` of `data`
-        // (the chunks are disjoint and within `len`), and `data` is borrowed
-        // mutably for the whole call.
-        let part = unsafe {
-            std::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start))
-        };
-        f(i, part)
-    });
+    let chunks = Chunks::of(data, chunk);
+    // SAFETY: task `i` alone takes chunk `i`.
+    for_each(chunks.count(), |i| f(i, unsafe { chunks.get(i) }));
 }
 
 /// Calls `f(i, a_chunk, b_chunk)` for chunk `i` of `a` (`ca` elements)
@@ -181,36 +171,50 @@ pub(crate) fn for_each_chunk_pair<A: Send, B: Send>(
     (b, cb): (&mut [B], usize),
     f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
 ) {
-    let (ca, cb) = (ca.max(1), cb.max(1));
-    let tasks = a.len().div_ceil(ca);
-    assert!(b.len().div_ceil(cb) == tasks, "team: chunk counts differ");
-    let (alen, blen) = (a.len(), b.len());
-    let (pa, pb) = (SendPtr(a.as_mut_ptr()), SendPtr(b.as_mut_ptr()));
-    for_each(tasks, |i| {
-        let (sa, sb) = (i * ca, i * cb);
-        // SAFETY: as in `for_each_chunk`, for each of the two slices (the
-        // assert above keeps chunk `i` of `b` within `b`).
-        let (ra, rb) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(pa.get().add(sa), ca.min(alen - sa)),
-                std::slice::from_raw_parts_mut(pb.get().add(sb), cb.min(blen - sb)),
-            )
-        };
-        f(i, ra, rb)
-    });
+    let (a, b) = (Chunks::of(a, ca), Chunks::of(b, cb));
+    assert!(a.count() == b.count(), "team: chunk counts differ");
+    // SAFETY: task `i` alone takes chunk `i` of each.
+    for_each(a.count(), |i| f(i, unsafe { a.get(i) }, unsafe { b.get(i) }));
 }
 
-/// A pointer handed to the tasks of one step.
-struct SendPtr<T>(*mut T);
+/// A mutable slice cut into chunks of `size` elements (the last may be
+/// shorter) that the tasks of one step take one each.
+struct Chunks<'a, T> {
+    base: *mut T,
+    len: usize,
+    size: usize,
+    _slice: std::marker::PhantomData<&'a mut [T]>,
+}
 
-impl<T> SendPtr<T> {
-    fn get(&self) -> *mut T {
-        self.0
+impl<'a, T> Chunks<'a, T> {
+    fn of(data: &'a mut [T], size: usize) -> Self {
+        let len = data.len();
+        Chunks { base: data.as_mut_ptr(), len, size: size.max(1), _slice: std::marker::PhantomData }
+    }
+
+    fn count(&self) -> usize {
+        self.len.div_ceil(self.size)
+    }
+
+    /// Chunk `i`.
+    ///
+    /// # Safety
+    /// `i < self.count()`, and no other reference to chunk `i` is alive
+    /// while the returned one is.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self, i: usize) -> &'a mut [T] {
+        let start = i * self.size;
+        // SAFETY: `start < len` (the caller's `i < count()`), so the chunk
+        // lies within the slice `Chunks::of` borrowed mutably for `'a`; the
+        // caller rules out aliasing (chunks are disjoint).
+        unsafe {
+            std::slice::from_raw_parts_mut(self.base.add(start), self.size.min(self.len - start))
+        }
     }
 }
-// SAFETY: only used by `for_each_chunk` and `for_each_chunk_pair`, whose
-// tasks access disjoint parts.
-unsafe impl<T: Send> Sync for SendPtr<T> {}
+// SAFETY: shared between the tasks of one step, each taking a different
+// chunk (see `get`), of a slice of `Send` elements borrowed for the step.
+unsafe impl<T: Send> Sync for Chunks<'_, T> {}
 
 impl Step {
     /// Claims (from the front, or from the back) and runs tasks until none
@@ -354,6 +358,18 @@ mod tests {
         let mut data = vec![0usize; 103];
         pool(2).install(|| run(|| for_each_chunk(&mut data, 10, |i, c| c.fill(i + 1))));
         assert!(data.iter().enumerate().all(|(j, &v)| v == j / 10 + 1), "{data:?}");
+        // Pairs: chunk i of each slice together (11 chunks of 10 and of 2).
+        let (mut a, mut b) = (vec![0usize; 103], vec![0usize; 22]);
+        pool(2).install(|| {
+            run(|| {
+                for_each_chunk_pair((&mut a, 10), (&mut b, 2), |i, a, b| {
+                    a.fill(i + 1);
+                    b.fill(i + 1);
+                })
+            })
+        });
+        assert!(a.iter().enumerate().all(|(j, &v)| v == j / 10 + 1), "{a:?}");
+        assert!(b.iter().enumerate().all(|(j, &v)| v == j / 2 + 1), "{b:?}");
     }
 
     /// A panic in a task (on the leader or a follower) reaches the caller of
