@@ -205,3 +205,52 @@ pub(crate) unsafe fn kernel_i8<const ROWS: usize>(groups: usize, b: *const u8, t
         _mm512_mask_storeu_ps(c.add(16), m1, v[1]);
     }
 }
+
+/// `e^x` on 16 lanes: [`super::activation::exp_approx`]'s reduction and
+/// polynomial, with `2^n` applied by `vscalefps`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn exp16(x: __m512) -> __m512 {
+    let c = _mm512_set1_ps;
+    let x = _mm512_min_ps(_mm512_max_ps(x, c(-87.0)), c(88.0));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, c(std::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fnmadd_ps(n, c(0.693_359_4), x);
+    let r = _mm512_fnmadd_ps(n, c(-2.121_944_4e-4), r);
+    let mut p = c(1.987_569_1e-4);
+    for k in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+        p = _mm512_fmadd_ps(p, r, c(k));
+    }
+    let er = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, c(1.0)));
+    _mm512_scalef_ps(er, n)
+}
+
+/// QuickGELU, `x * sigmoid(1.702 x) = x / (1 + e^(-1.702 x))`, in place,
+/// with the division done as a 14-bit reciprocal estimate refined by one
+/// Newton step (relative error about 2^-28 before rounding). `vdivps` on
+/// 16 lanes holds the multiply-add port for many cycles: replacing it made
+/// batch-1 images 2.6% faster, batches of 16 4.3% and 64 captions 4.7%
+/// (B/32 shapes, in-process paired A/B on a 2-core AVX-512 VM).
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn quick_gelu(x: &mut [f32]) {
+    let one = |v: __m512| {
+        let d = _mm512_add_ps(_mm512_set1_ps(1.0), exp16(_mm512_mul_ps(v, _mm512_set1_ps(-1.702))));
+        let r = _mm512_rcp14_ps(d);
+        let r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0)));
+        _mm512_mul_ps(v, r)
+    };
+    let mut chunks = x.chunks_exact_mut(16);
+    for c in &mut chunks {
+        _mm512_storeu_ps(c.as_mut_ptr(), one(_mm512_loadu_ps(c.as_ptr())));
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let m: __mmask16 = (1u16 << rest.len()) - 1;
+        let v = _mm512_maskz_loadu_ps(m, rest.as_ptr());
+        _mm512_mask_storeu_ps(rest.as_mut_ptr(), m, one(v));
+    }
+}
