@@ -5,7 +5,7 @@ use crate::config::{CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig};
 use crate::encoder::ForwardOptions;
 use crate::error::{Error, Result};
 use crate::kernels::{l2_normalize_rows, Linear, Precision, PrecisionHandle};
-use crate::tensor::Tensor;
+use crate::tensor::{first_non_finite, Tensor};
 use crate::text_model::{project, TextModelOutput, TextTransformer};
 use crate::vision_model::{vision_config_of, VisionModelOutput, VisionTransformer};
 use crate::weights::{Loader, Naming, WeightStore, WeightsSummary};
@@ -292,7 +292,7 @@ impl CLIPModel {
             }
             // NaN weights (not checked at load) or NaN inputs would otherwise
             // come out as NaN probabilities that sort arbitrarily.
-            if let Some(i) = t.data().iter().position(|v| !v.is_finite()) {
+            if let Some(i) = first_non_finite(t.data()) {
                 return Err(Error::invalid(format!(
                     "features hold a non-finite value at row {}, column {} (non-finite weights or inputs?)",
                     i / p,

@@ -9,7 +9,7 @@ use crate::encoder::{Encoder, EncoderShape, ForwardOptions};
 use crate::error::{Error, Result};
 use crate::kernels::{layer_norm, linear, AttentionMask, LayerNorm, Linear, Mat, PrecisionHandle};
 use crate::model::{load_model_dir, ModelDir};
-use crate::tensor::Tensor;
+use crate::tensor::{first_non_finite, Tensor};
 use crate::text_model::project;
 use crate::weights::{Loader, WeightStore, WeightsSummary};
 use std::path::Path;
@@ -156,7 +156,7 @@ impl VisionTransformer {
                 "image of {height}x{width} pixels is smaller than one {p}x{p} patch"
             )));
         }
-        if let Some(i) = pixel_values.data().iter().position(|v| !v.is_finite()) {
+        if let Some(i) = first_non_finite(pixel_values.data()) {
             return Err(Error::invalid(format!(
                 "pixel_values holds a non-finite value at index {i}"
             )));
