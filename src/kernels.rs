@@ -28,6 +28,37 @@ macro_rules! widest_simd {
     };
 }
 
+/// The switch of an in-process A/B experiment (feature `ab-experiment`):
+/// code under test branches on [`experiment::on`] and `benches/ab.rs` times
+/// calls alternately with it off and on. Without the feature it is a
+/// constant `false`.
+#[cfg(feature = "ab-experiment")]
+#[doc(hidden)]
+pub mod experiment {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static ON: AtomicBool = AtomicBool::new(false);
+
+    /// Turns the variant under test on or off.
+    pub fn set(on: bool) {
+        ON.store(on, Ordering::Relaxed)
+    }
+
+    /// Whether the variant under test runs.
+    pub fn on() -> bool {
+        ON.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(not(feature = "ab-experiment"))]
+#[allow(dead_code)]
+pub(crate) mod experiment {
+    /// No experiment without the feature.
+    pub(crate) const fn on() -> bool {
+        false
+    }
+}
+
 mod activation;
 mod attention;
 #[cfg(target_arch = "x86_64")]
