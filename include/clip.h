@@ -36,9 +36,9 @@
 #include <stdint.h>
 
 #define CLIP_VERSION_MAJOR 0
-#define CLIP_VERSION_MINOR 1
+#define CLIP_VERSION_MINOR 2
 #define CLIP_VERSION_PATCH 0
-#define CLIP_VERSION_STRING "0.1.0"
+#define CLIP_VERSION_STRING "0.2.0"
 /* The soname is libclip.so.CLIP_ABI_VERSION. */
 #define CLIP_ABI_VERSION 0
 
@@ -86,7 +86,7 @@ CLIP_API const char *clip_last_error(void);
    Static storage; never NULL. */
 CLIP_API const char *clip_status_name(clip_status status);
 
-/* The library's version, e.g. "0.1.0" (compare with CLIP_VERSION_STRING).
+/* The library's version, e.g. "0.2.0" (compare with CLIP_VERSION_STRING).
    Static storage. */
 CLIP_API const char *clip_version(void);
 
@@ -162,9 +162,20 @@ typedef struct clip_model_options {
     void *log_user_data;   /* passed to log_fn */
     int32_t precision;     /* a clip_precision; other values give
                               CLIP_ERR_INVALID_ARGUMENT */
+    /* Limits on the images the model decodes (files and encoded buffers;
+       raw pixel views are the caller's memory already), checked from the
+       image's header before any pixel is decoded: a larger image gives
+       CLIP_ERR_LIMIT_EXCEEDED. 0 = the default; any other value replaces it
+       (lower for untrusted input on a small device, higher for trusted
+       large scans). A struct_size ending before max_image_bytes gives the
+       defaults. */
+    uint64_t max_image_bytes;  /* bytes of decoded pixels; default 512 MiB */
+    uint32_t max_image_width;  /* pixels; default 32768 */
+    uint32_t max_image_height; /* pixels; default 32768 */
 } clip_model_options;
 
-/* Fills *options with the defaults (precision CLIP_PRECISION_FULL). */
+/* Fills *options with the defaults (precision CLIP_PRECISION_FULL, the
+   default image limits). */
 CLIP_API clip_status clip_model_options_init(clip_model_options *options);
 
 /*
@@ -276,8 +287,9 @@ CLIP_API clip_status clip_encode_token_ids(const clip_model *model, const uint32
  * clip_last_error() names that image.
  *
  * Formats: JPEG, PNG, WebP, GIF (first frame), BMP, TIFF, recognised by
- * content. Images larger than 32768 x 32768 pixels or 512 MiB decoded give
- * CLIP_ERR_LIMIT_EXCEEDED. No EXIF rotation is applied.
+ * content. Images beyond the model's limits (by default 32768 x 32768 pixels
+ * and 512 MiB decoded; see clip_model_options) give CLIP_ERR_LIMIT_EXCEEDED.
+ * No EXIF rotation is applied.
  */
 CLIP_API clip_status clip_encode_image_files(const clip_model *model, const char *const *paths,
                                              size_t n_images, float *out, size_t out_len,

@@ -23,7 +23,7 @@ use status::ClipStatus;
 use std::ffi::{c_char, CStr};
 
 /// The library version, `CLIP_VERSION_STRING` of the header it was built with.
-pub const VERSION: &CStr = c"0.1.0";
+pub const VERSION: &CStr = c"0.2.0";
 
 /// `clip_version`
 #[no_mangle]

@@ -4,7 +4,7 @@
 use crate::args::{out_arg, path_arg, slice_arg, write_opt};
 use crate::status::{guard, guard_value, ClipStatus, FfiError, FfiResult};
 use clip::config::ModelConfig;
-use clip::image_processing::{AlphaPolicy, CLIPImageProcessor, ImageProcessorConfig};
+use clip::image_processing::{AlphaPolicy, CLIPImageProcessor, ImageLimits, ImageProcessorConfig};
 use clip::tokenizer::CLIPTokenizer;
 use clip::weights::WeightStore;
 use clip::{CLIPModel, CLIPProcessor, Pipeline, Precision};
@@ -31,7 +31,7 @@ pub const CLIP_PRECISION_INT8: i32 = 1;
 
 /// `clip_model_options` (C layout; see `include/clip.h`). Fields are only
 /// ever appended; `struct_size` says which version the caller has (see
-/// [`ClipModelOptionsV1`]).
+/// `ClipModelOptionsV1`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ClipModelOptions {
@@ -41,9 +41,21 @@ pub struct ClipModelOptions {
     pub log_fn: Option<ClipLogFn>,
     pub log_user_data: *mut c_void,
     /// A `CLIP_PRECISION_*` value; appended to the first layout
-    /// ([`ClipModelOptionsV1`]).
+    /// (`ClipModelOptionsV1`).
     pub precision: i32,
+    /// Largest decoded size of an image file or buffer, in bytes (0: the
+    /// default, 512 MiB); appended with the two below to the second layout
+    /// (which ended with `precision`, at `V2_SIZE`).
+    pub max_image_bytes: u64,
+    /// Largest width of an image file or buffer, in pixels (0: 32768).
+    pub max_image_width: u32,
+    /// Largest height of an image file or buffer, in pixels (0: 32768).
+    pub max_image_height: u32,
 }
+
+/// The size of the second `clip_model_options` layout (the first with
+/// `precision`): where the image limits start.
+const V2_SIZE: usize = std::mem::offset_of!(ClipModelOptions, max_image_bytes);
 
 impl Default for ClipModelOptions {
     fn default() -> Self {
@@ -54,6 +66,9 @@ impl Default for ClipModelOptions {
             log_fn: None,
             log_user_data: std::ptr::null_mut(),
             precision: CLIP_PRECISION_FULL,
+            max_image_bytes: 0,
+            max_image_width: 0,
+            max_image_height: 0,
         }
     }
 }
@@ -83,6 +98,10 @@ const _: () = {
     assert!(offset_of!(V1, log_user_data) == offset_of!(Now, log_user_data));
     assert!(size_of::<V1>() == offset_of!(Now, precision));
     assert!(size_of::<V1>() < size_of::<Now>());
+    // The second layout's size (precision, then tail padding) is where the
+    // limits start: they grew the struct rather than fill that padding.
+    assert!(V2_SIZE == (offset_of!(Now, precision) + 4).next_multiple_of(8));
+    assert!(V2_SIZE < size_of::<Now>());
 };
 
 /// The options after validation.
@@ -90,6 +109,7 @@ struct LoadOptions {
     raw: ClipModelOptions,
     alpha: AlphaPolicy,
     precision: Precision,
+    limits: ImageLimits,
 }
 
 /// The `CLIP_PRECISION_*` value of a precision.
@@ -202,7 +222,7 @@ unsafe fn check_newer_fields(
 }
 
 /// Reads the options (NULL = defaults), checking `struct_size` and enums.
-/// A `struct_size` of the first layout ([`ClipModelOptionsV1`], from an
+/// A `struct_size` of the first layout (`ClipModelOptionsV1`, from an
 /// older `clip.h`) reads that much and gives the later fields their defaults.
 ///
 /// # Safety
@@ -220,6 +240,21 @@ unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<LoadOptions> {
             unsafe { check_newer_fields(ptr.cast(), size, now, "options") }?;
             // SAFETY: the struct is at least as large as this version's.
             unsafe { ptr.read() }
+        } else if size >= V2_SIZE {
+            // SAFETY: the struct is at least as large as the second version,
+            // whose layout is this one's up to `V2_SIZE` (same alignment).
+            let o = unsafe { ptr.cast::<ClipModelOptionsV1>().read() };
+            // SAFETY: as above; `precision` lies before `V2_SIZE`.
+            let precision = unsafe { (*ptr).precision };
+            ClipModelOptions {
+                struct_size: o.struct_size,
+                num_threads: o.num_threads,
+                alpha_policy: o.alpha_policy,
+                log_fn: o.log_fn,
+                log_user_data: o.log_user_data,
+                precision,
+                ..ClipModelOptions::default()
+            }
         } else if size >= v1 {
             // SAFETY: the struct is at least as large as the first version,
             // whose layout is a prefix of this one's (same alignment).
@@ -235,8 +270,8 @@ unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<LoadOptions> {
         } else {
             return Err(FfiError::invalid(format!(
                 "options->struct_size is {size}, expected sizeof(clip_model_options) = {now} \
-                 (or {v1} from a clip.h without the precision field); \
-                 initialise the options with clip_model_options_init()"
+                 (or {V2_SIZE} or {v1} from an older clip.h, without the image limits or \
+                 the precision field); initialise the options with clip_model_options_init()"
             )));
         }
     };
@@ -266,7 +301,17 @@ unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<LoadOptions> {
             opts.num_threads
         )));
     }
-    Ok(LoadOptions { raw: opts, alpha, precision })
+    let defaults = ImageLimits::default();
+    let or = |v: u32, default: u32| if v == 0 { default } else { v };
+    let limits = ImageLimits {
+        max_width: or(opts.max_image_width, defaults.max_width),
+        max_height: or(opts.max_image_height, defaults.max_height),
+        max_alloc_bytes: match opts.max_image_bytes {
+            0 => defaults.max_alloc_bytes,
+            b => b,
+        },
+    };
+    Ok(LoadOptions { raw: opts, alpha, precision, limits })
 }
 
 fn finish(
@@ -276,6 +321,7 @@ fn finish(
     source: &str,
 ) -> FfiResult<ClipModel> {
     processor.image_processor.alpha = opts.alpha;
+    processor.image_processor.limits = opts.limits;
     let mut pipeline =
         Pipeline::new(model, processor).with_threads(opts.raw.num_threads as usize)?;
     pipeline.set_precision(opts.precision);
@@ -672,8 +718,36 @@ mod tests {
         assert_eq!(offset_of!(ClipModelOptions, log_fn), p + 8);
         assert_eq!(offset_of!(ClipModelOptions, log_user_data), 2 * p + 8);
         assert_eq!(offset_of!(ClipModelOptions, precision), 3 * p + 8);
-        assert_eq!(size_of::<ClipModelOptions>(), (3 * p + 12).next_multiple_of(p));
+        let limits = (3 * p + 12).next_multiple_of(8);
+        assert_eq!(offset_of!(ClipModelOptions, max_image_bytes), limits);
+        assert_eq!(offset_of!(ClipModelOptions, max_image_width), limits + 8);
+        assert_eq!(offset_of!(ClipModelOptions, max_image_height), limits + 12);
+        assert_eq!(size_of::<ClipModelOptions>(), limits + 16);
         assert_eq!(size_of::<ClipModelOptionsV1>(), 3 * p + 8);
+        assert_eq!(V2_SIZE, limits);
+    }
+
+    /// The second layout (up to `precision`) keeps its precision and gets
+    /// the default limits whatever lies beyond its `struct_size`.
+    #[test]
+    fn the_second_layout_loads_with_default_limits() {
+        let mut o = ClipModelOptions {
+            struct_size: V2_SIZE,
+            precision: CLIP_PRECISION_INT8,
+            max_image_bytes: 1,
+            max_image_width: 1,
+            max_image_height: 1,
+            ..ClipModelOptions::default()
+        };
+        // SAFETY: points to a struct at least `struct_size` bytes long.
+        let read = unsafe { read_options(&o) }.unwrap();
+        assert_eq!(read.precision, Precision::Int8);
+        assert_eq!(read.limits, ImageLimits::default());
+        o.struct_size = size_of::<ClipModelOptions>();
+        // SAFETY: as above.
+        let read = unsafe { read_options(&o) }.unwrap();
+        let one = ImageLimits { max_width: 1, max_height: 1, max_alloc_bytes: 1 };
+        assert_eq!(read.limits, one);
     }
 
     #[test]

@@ -388,6 +388,42 @@ fn misuse_gets_the_right_status_and_message() {
     }
 }
 
+/// `clip_model_options`' image limits (limits.c): the defaults decode a
+/// 300 x 451 image; a width limit of 299 or a height limit of 450 refuses it
+/// with CLIP_ERR_LIMIT_EXCEEDED and a message naming the size, limits of
+/// exactly 300 x 451 accept it, a 1000-byte budget refuses it; the layout of
+/// a `clip.h` without the limits loads with the defaults (the limit fields
+/// beyond its `struct_size` are not read). The new fields start where the
+/// previous layout ended (they grew the struct, not its tail padding).
+#[test]
+fn image_limits_are_set_at_load() {
+    let e = env();
+    let exe = build("limits", &[c_src("limits.c")], Link::Shared, &[]);
+    let image = root().join("tests/fixtures/images/chelsea_300x451.png");
+    let stdout = run_ok(&exe, &[&e.model, &image]);
+    let got = keyed_lines(&stdout);
+    let line = |k: &str| got.get(k).unwrap_or_else(|| panic!("no line {k} in\n{stdout}")).join(" ");
+    for (case, status) in [
+        ("default", "CLIP_OK"),
+        ("width_299", "CLIP_ERR_LIMIT_EXCEEDED"),
+        ("width_300", "CLIP_OK"),
+        ("height_450", "CLIP_ERR_LIMIT_EXCEEDED"),
+        ("bytes_1000", "CLIP_ERR_LIMIT_EXCEEDED"),
+        ("old_layout", "CLIP_OK"),
+    ] {
+        assert_eq!(line(case), status, "{case}");
+    }
+    assert!(line("width_299_message").contains("300x451 pixels exceeds the limit of 299x32768"));
+    assert!(line("height_450_message").contains("exceeds the limit of 32768x450"));
+    assert!(line("bytes_1000_message").contains("over the limit of 1000 bytes"));
+    // sizeof, then the offsets of max_image_bytes, max_image_width and
+    // max_image_height: after precision and its padding (64-bit targets).
+    let p = std::mem::size_of::<usize>();
+    let limits_at = (3 * p + 12).next_multiple_of(8);
+    let layout = [limits_at + 16, limits_at, limits_at + 8, limits_at + 12];
+    assert_eq!(got["limits_layout"], layout.map(|v| v.to_string()));
+}
+
 /// The texts of precision.c.
 const DEMO_TEXTS: [&str; 4] = [
     "a red circle",
@@ -444,7 +480,8 @@ fn precision_is_chosen_at_load() {
     // log_fn, log_user_data and precision (natural alignment; ffi/src/model.rs
     // checks its Rust struct against the same numbers).
     let p = std::mem::size_of::<usize>();
-    let layout = [(3 * p + 12).next_multiple_of(p), 0, p, p + 4, p + 8, 2 * p + 8, 3 * p + 8];
+    let size = ((3 * p + 12).next_multiple_of(8) + 16).next_multiple_of(8);
+    let layout = [size, 0, p, p + 4, p + 8, 2 * p + 8, 3 * p + 8];
     assert_eq!(line("options_layout"), layout.map(|v| v.to_string()));
     assert_eq!(line("precision_full"), ["0"]);
     assert_eq!(
