@@ -222,8 +222,9 @@ unsafe fn check_newer_fields(
 }
 
 /// Reads the options (NULL = defaults), checking `struct_size` and enums.
-/// A `struct_size` of the first layout (`ClipModelOptionsV1`, from an
-/// older `clip.h`) reads that much and gives the later fields their defaults.
+/// A `struct_size` of an older layout (the first, `ClipModelOptionsV1`, or
+/// the second, up to `precision`, from an older `clip.h`) reads that much
+/// and gives the later fields their defaults.
 ///
 /// # Safety
 /// `ptr` is NULL or points to a `clip_model_options` of `struct_size` bytes.
@@ -240,12 +241,19 @@ unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<LoadOptions> {
             unsafe { check_newer_fields(ptr.cast(), size, now, "options") }?;
             // SAFETY: the struct is at least as large as this version's.
             unsafe { ptr.read() }
-        } else if size >= V2_SIZE {
-            // SAFETY: the struct is at least as large as the second version,
-            // whose layout is this one's up to `V2_SIZE` (same alignment).
+        } else if size >= v1 {
+            // SAFETY: the struct is at least as large as the first version,
+            // whose layout is a prefix of this one's (same alignment).
             let o = unsafe { ptr.cast::<ClipModelOptionsV1>().read() };
-            // SAFETY: as above; `precision` lies before `V2_SIZE`.
-            let precision = unsafe { (*ptr).precision };
+            // The second version appended `precision`; the limits came after.
+            let precision = if size >= V2_SIZE {
+                // SAFETY: the struct is at least `V2_SIZE` bytes, and
+                // `precision` lies before that (no reference is made to the
+                // whole struct, which is shorter than this version's).
+                unsafe { std::ptr::addr_of!((*ptr).precision).read() }
+            } else {
+                CLIP_PRECISION_FULL
+            };
             ClipModelOptions {
                 struct_size: o.struct_size,
                 num_threads: o.num_threads,
@@ -253,18 +261,6 @@ unsafe fn read_options(ptr: *const ClipModelOptions) -> FfiResult<LoadOptions> {
                 log_fn: o.log_fn,
                 log_user_data: o.log_user_data,
                 precision,
-                ..ClipModelOptions::default()
-            }
-        } else if size >= v1 {
-            // SAFETY: the struct is at least as large as the first version,
-            // whose layout is a prefix of this one's (same alignment).
-            let o = unsafe { ptr.cast::<ClipModelOptionsV1>().read() };
-            ClipModelOptions {
-                struct_size: o.struct_size,
-                num_threads: o.num_threads,
-                alpha_policy: o.alpha_policy,
-                log_fn: o.log_fn,
-                log_user_data: o.log_user_data,
                 ..ClipModelOptions::default()
             }
         } else {
