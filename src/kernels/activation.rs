@@ -43,11 +43,33 @@ pub fn apply_activation(act: Activation, x: &mut [f32]) {
     }
 }
 
+/// The constants of the approximations below, shared with their AVX-512
+/// versions (`super::avx512::act`), which compute the same formulas.
+pub(crate) mod consts {
+    /// QuickGELU's sigmoid scale, rounded to f32 as in PyTorch.
+    pub(crate) const QUICK_GELU: f32 = 1.702;
+    /// `sqrt(2 / pi)` and the cubic coefficient of the tanh GELU.
+    pub(crate) const GELU_TANH_K: f32 = 0.797_884_6;
+    pub(crate) const GELU_TANH_CUBIC: f32 = 0.044715;
+    /// `ln 2` in two parts (Cody-Waite): `n ln2 = n HI + n LO` with `n HI` exact.
+    pub(crate) const LN2_HI: f32 = 0.693_359_4;
+    pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+    /// Cephes' polynomial for `(e^r - 1 - r) / r^2`, highest degree first.
+    pub(crate) const EXP_POLY: [f32; 6] =
+        [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+    /// Abramowitz & Stegun 7.1.26: `t = 1 / (1 + P |x|)` and the
+    /// coefficients of `t (a1 + t (a2 + ...))`, highest degree first.
+    pub(crate) const ERF_P: f32 = 0.327_591_1;
+    pub(crate) const ERF_A: [f32; 5] =
+        [1.061_405_4, -1.453_152, 1.421_413_7, -0.284_496_74, 0.254_829_6];
+}
+use consts::*;
+
 /// `x * sigmoid(1.702 x)`, with the constant rounded to f32 as in PyTorch.
 #[inline(always)]
 fn quick_gelu(x: &mut [f32]) {
     for v in x {
-        *v /= 1.0 + exp_approx(-1.702f32 * *v);
+        *v /= 1.0 + exp_approx(-QUICK_GELU * *v);
     }
 }
 
@@ -63,10 +85,10 @@ fn gelu_erf(x: &mut [f32]) {
 /// with `tanh(u) = 1 - 2 / (exp(2u) + 1)`.
 #[inline(always)]
 fn gelu_tanh(x: &mut [f32]) {
-    const K: f32 = 0.797_884_6; // sqrt(2 / pi)
     for v in x {
         let u = *v;
-        let t = 1.0 - 2.0 / (exp_approx(2.0 * K * (u + 0.044715 * u * u * u)) + 1.0);
+        let arg = 2.0 * GELU_TANH_K * (u + GELU_TANH_CUBIC * u * u * u);
+        let t = 1.0 - 2.0 / (exp_approx(arg) + 1.0);
         *v = 0.5 * u * (1.0 + t);
     }
 }
@@ -80,8 +102,6 @@ fn gelu_tanh(x: &mut [f32]) {
 /// it is added to 1 or multiplied by the input).
 #[inline(always)]
 pub(crate) fn exp_approx(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
@@ -91,12 +111,7 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
+    let p = EXP_POLY[1..].iter().fold(EXP_POLY[0], |p, &c| p * r + c);
     let er = p * r * r + r + 1.0;
     let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
     er * f32::from_bits(n_bits.wrapping_add(127) << 23)
@@ -108,10 +123,8 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
 #[inline(always)]
 fn erf_approx(x: f32) -> f32 {
     let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+    let t = 1.0 / (1.0 + ERF_P * a);
+    let poly = t * ERF_A[1..].iter().fold(ERF_A[0], |p, &c| p * t + c);
     let y = 1.0 - poly * exp_approx(-a * a);
     y.copysign(x)
 }

@@ -5,6 +5,7 @@
 //! widened from 16-bit when needed), broadcasts one activation per output row
 //! and issues `2 * ROWS` fused multiply-adds into register accumulators.
 
+use super::activation::consts::*;
 use super::int8::TileI8;
 use super::packed::{Tile, LDA, NR};
 use std::arch::x86_64::*;
@@ -216,10 +217,10 @@ fn exp16(x: __m512) -> __m512 {
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
         _mm512_mul_ps(x, c(std::f32::consts::LOG2_E)),
     );
-    let r = _mm512_fnmadd_ps(n, c(0.693_359_4), x);
-    let r = _mm512_fnmadd_ps(n, c(-2.121_944_4e-4), r);
-    let mut p = c(1.987_569_1e-4);
-    for k in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+    let r = _mm512_fnmadd_ps(n, c(LN2_HI), x);
+    let r = _mm512_fnmadd_ps(n, c(LN2_LO), r);
+    let mut p = c(EXP_POLY[0]);
+    for &k in &EXP_POLY[1..] {
         p = _mm512_fmadd_ps(p, r, c(k));
     }
     let er = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, c(1.0)));
@@ -272,7 +273,7 @@ pub(crate) mod act {
     #[target_feature(enable = "avx512f")]
     pub(crate) unsafe fn quick_gelu(x: &mut [f32]) {
         map16(x, |v| {
-            let e = exp16(_mm512_mul_ps(v, _mm512_set1_ps(-1.702)));
+            let e = exp16(_mm512_mul_ps(v, _mm512_set1_ps(-QUICK_GELU)));
             _mm512_mul_ps(v, recip(_mm512_add_ps(_mm512_set1_ps(1.0), e)))
         })
     }
@@ -288,9 +289,9 @@ pub(crate) mod act {
         map16(x, |v| {
             let z = _mm512_mul_ps(v, c(std::f32::consts::FRAC_1_SQRT_2));
             let a = _mm512_abs_ps(z);
-            let t = recip(_mm512_fmadd_ps(c(0.327_591_1), a, c(1.0)));
-            let mut poly = c(1.061_405_4);
-            for k in [-1.453_152, 1.421_413_7, -0.284_496_74, 0.254_829_6] {
+            let t = recip(_mm512_fmadd_ps(c(ERF_P), a, c(1.0)));
+            let mut poly = c(ERF_A[0]);
+            for &k in &ERF_A[1..] {
                 poly = _mm512_fmadd_ps(poly, t, c(k));
             }
             poly = _mm512_mul_ps(poly, t);
@@ -313,8 +314,8 @@ pub(crate) mod act {
         let c = _mm512_set1_ps;
         map16(x, |v| {
             let cube = _mm512_mul_ps(_mm512_mul_ps(v, v), v);
-            let u = _mm512_fmadd_ps(c(0.044715), cube, v);
-            let e = exp16(_mm512_mul_ps(c(2.0 * 0.797_884_6), u));
+            let u = _mm512_fmadd_ps(c(GELU_TANH_CUBIC), cube, v);
+            let e = exp16(_mm512_mul_ps(c(2.0 * GELU_TANH_K), u));
             let t = _mm512_fnmadd_ps(c(2.0), recip(_mm512_add_ps(e, c(1.0))), c(1.0));
             _mm512_mul_ps(_mm512_mul_ps(c(0.5), v), _mm512_add_ps(c(1.0), t))
         })
