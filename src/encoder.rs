@@ -5,8 +5,8 @@ use crate::config::Activation;
 use crate::error::Result;
 use crate::kernels::team;
 use crate::kernels::{
-    attention_picked, attention_segments, layer_norm, linear_accumulate, linear_activated,
-    AttentionMask, LayerNorm, Linear, StackedLinear,
+    attention_picked, attention_segments_to, linear_accumulate, linear_to, packed_len,
+    AttentionMask, Dest, Epilogue, Input, LayerNorm, Linear, RowBlocks, StackedLinear,
 };
 use crate::tensor::Tensor;
 use crate::weights::Loader;
@@ -76,11 +76,12 @@ const MAX_SPARE_FLOATS: usize = 16 << 20;
 impl Buffers {
     /// Sizes every buffer for `m` rows (only growth touches memory).
     fn sized(mut self, m: usize, d: usize, f: usize) -> Self {
+        // `ctx` and `mlp` may hold the next product's packed input.
         for (v, len) in [
             (&mut self.normed, m * d),
             (&mut self.qkv, m * 3 * d),
-            (&mut self.ctx, m * d),
-            (&mut self.mlp, m * f),
+            (&mut self.ctx, packed_len(m, d)),
+            (&mut self.mlp, packed_len(m, f)),
         ] {
             v.truncate(len);
             v.resize(len, 0.0);
@@ -241,13 +242,18 @@ impl Encoder {
         let threads = rayon::current_num_threads();
         let head_dim = self.hidden / self.heads;
         let Buffers { normed, qkv, ctx, mlp } = bufs;
-        // Self-attention block.
+        // Self-attention block. The contexts are written where the output
+        // projection reads them when it runs on the packed kernel.
         project_qkv(layer, h, m, normed, qkv, threads);
         let probs_len: usize = lens.iter().map(|l| self.heads * l * l).sum();
         let mut p = probs.then(|| vec![0.0f32; probs_len]);
-        attention_segments(qkv, lens, self.heads, head_dim, mask, ctx, p.as_deref_mut());
+        let ctx_in = layer.out_proj.input_layout(m);
+        let (heads, ctx_at) = (self.heads, ctx_in.as_ref());
+        attention_segments_to(qkv, lens, heads, head_dim, mask, ctx, ctx_at, p.as_deref_mut());
         on_layer(h, p);
-        linear_accumulate(ctx, m, &layer.out_proj, h, threads);
+        let x = packed_or_rows(&ctx_in, ctx, m * self.hidden);
+        let dest = Dest::Rows(self.hidden);
+        linear_to(x, &mut [], m, &layer.out_proj, h, dest, Epilogue::Accumulate, threads);
         self.mlp_block(layer, h, m, normed, mlp, threads);
     }
 
@@ -264,7 +270,7 @@ impl Encoder {
         bufs: &mut Buffers,
         out: &mut [f32],
     ) {
-        let (d, f, n) = (self.hidden, self.intermediate, picks.len());
+        let (d, n) = (self.hidden, picks.len());
         let m: usize = lens.iter().sum();
         let threads = rayon::current_num_threads();
         let Buffers { normed, qkv, ctx, mlp } = bufs;
@@ -274,12 +280,15 @@ impl Encoder {
         let ctx = &mut ctx[..n * d];
         attention_picked(qkv, lens, picks, self.heads, d / self.heads, mask, ctx);
         linear_accumulate(ctx, n, &layer.out_proj, out, threads);
-        self.mlp_block(layer, out, n, &mut normed[..n * d], &mut mlp[..n * f], threads);
+        self.mlp_block(layer, out, n, normed, mlp, threads);
     }
 
     /// The MLP block over the `rows` rows of `h`, in place:
-    /// `h += fc2(act(fc1(layer_norm2(h))))`, with `normed` and `mlp` of
-    /// exactly `rows` rows as scratch.
+    /// `h += fc2(act(fc1(layer_norm2(h))))`, with `normed` and `mlp` (of at
+    /// least `rows` rows, packed) as scratch. `layer_norm2` is applied as
+    /// `fc1` packs its input, and `fc1` writes its output where `fc2` reads
+    /// it when both run on the packed kernel and `fc2`'s input is one row
+    /// block (up to 85 rows at B/32's depth: an image, a few captions).
     fn mlp_block(
         &self,
         layer: &EncoderLayer,
@@ -289,14 +298,34 @@ impl Encoder {
         mlp: &mut [f32],
         threads: usize,
     ) {
-        layer_norm(h, &layer.layer_norm2, normed);
-        linear_activated(normed, rows, &layer.fc1, mlp, self.act, threads);
-        linear_accumulate(mlp, rows, &layer.fc2, h, threads);
+        let (d, f) = (self.hidden, self.intermediate);
+        let fc2_in = layer.fc2.input_layout(rows).filter(RowBlocks::one_block);
+        let (x, act) = (Input::Normed(h, &layer.layer_norm2), Epilogue::Activate(self.act));
+        let (fc1, normed) = (&layer.fc1, &mut normed[..rows * d]);
+        match &fc2_in {
+            Some(l) => linear_to(x, normed, rows, fc1, mlp, Dest::Packed(l), act, threads),
+            None => {
+                let out = &mut mlp[..rows * f];
+                linear_to(x, normed, rows, fc1, out, Dest::Rows(f), act, threads)
+            }
+        }
+        let x = packed_or_rows(&fc2_in, mlp, rows * f);
+        linear_to(x, &mut [], rows, &layer.fc2, h, Dest::Rows(d), Epilogue::Accumulate, threads);
     }
 }
 
-/// The attention block's input: `normed = layer_norm1(h)` and the stacked
-/// query/key/value product of its `m` rows into `qkv`.
+/// The input of a product whose rows a step wrote in `layout` when given,
+/// else as the first `len` floats of `buf`.
+fn packed_or_rows<'a>(layout: &Option<RowBlocks>, buf: &'a [f32], len: usize) -> Input<'a> {
+    match layout {
+        Some(_) => Input::Packed(buf),
+        None => Input::Rows(&buf[..len]),
+    }
+}
+
+/// The attention block's input: `qkv = [q | k | v](layer_norm1(h))` for the
+/// `m` rows of `h`, the norm applied as the stacked product packs its input
+/// (or into `normed` first on kernels that do not pack).
 fn project_qkv(
     layer: &EncoderLayer,
     h: &[f32],
@@ -305,8 +334,7 @@ fn project_qkv(
     qkv: &mut [f32],
     threads: usize,
 ) {
-    layer_norm(h, &layer.layer_norm1, normed);
-    layer.qkv_proj.forward(normed, m, qkv, threads);
+    layer.qkv_proj.forward_normed(h, &layer.layer_norm1, normed, m, qkv, threads);
 }
 
 /// The global row of each sequence's pick (`picks[s]` counts from the

@@ -9,9 +9,9 @@
 /// AVX-512 when the CPU has it: the bodies' loops are written to vectorise,
 /// and the baseline x86-64 target has only 4 lanes.
 macro_rules! widest_simd {
-    ($(#[$m:meta])* fn $name:ident($($p:ident: $t:ty),*) $(-> $r:ty)? = $body:path) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($p:ident: $t:ty),*) $(-> $r:ty)? = $body:path) => {
         $(#[$m])*
-        fn $name($($p: $t),*) $(-> $r)? {
+        $vis fn $name($($p: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
@@ -70,14 +70,16 @@ mod packed;
 pub(crate) mod team;
 
 pub use activation::apply_activation;
+pub(crate) use attention::attention_segments_to;
 pub use attention::{attention, attention_picked, attention_segments, AttentionMask};
-pub(crate) use matmul::PrecisionHandle;
 pub use matmul::{
     gemm_f32, linear, linear_accumulate, linear_activated, linear_strided, GemmOperand, Linear,
     Mat, Precision, StackedLinear,
 };
+pub(crate) use matmul::{linear_to, Input, PrecisionHandle};
 pub(crate) use matmul::{widen_bf16, widen_f16};
 pub use norm::{layer_norm, LayerNorm};
+pub(crate) use packed::{packed_len, Dest, Epilogue, RowBlocks};
 
 /// Softmax over each row of length `n` of `x`, in place: subtracts the row
 /// maximum first, so large logits do not overflow. Rows whose entries are all

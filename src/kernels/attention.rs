@@ -2,7 +2,7 @@
 //! `CLIPAttention`: `softmax(q k^T * head_dim^-0.5 + mask) v`.
 
 use super::matmul::{gemm_f32, GemmOperand};
-use super::packed::OutPtr;
+use super::packed::{OutPtr, RowBlocks};
 use super::softmax_rows;
 use super::team;
 use rayon::prelude::*;
@@ -61,7 +61,24 @@ pub fn attention_segments(
     out: &mut [f32],
     probs: Option<&mut [f32]>,
 ) {
-    attend(qkv, lens, None, heads, head_dim, mask, out, probs)
+    attend(qkv, lens, None, heads, head_dim, mask, (out, None), probs)
+}
+
+/// As [`attention_segments`], writing the contexts in `layout` when given
+/// (the output projection's packed input, see `Linear::input_layout`):
+/// they are then packed as they are computed, with no copy of their own.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_segments_to(
+    qkv: &[f32],
+    lens: &[usize],
+    heads: usize,
+    head_dim: usize,
+    mask: AttentionMask<'_>,
+    out: &mut [f32],
+    layout: Option<&RowBlocks>,
+    probs: Option<&mut [f32]>,
+) {
+    attend(qkv, lens, None, heads, head_dim, mask, (out, layout), probs)
 }
 
 /// As [`attention_segments`] for one query per sequence: row `picks[s]` of
@@ -81,7 +98,7 @@ pub fn attention_picked(
         picks.len() == lens.len() && picks.iter().zip(lens).all(|(p, l)| p < l),
         "attention: one pick per sequence, inside it"
     );
-    attend(qkv, lens, Some(picks), heads, head_dim, mask, out, None)
+    attend(qkv, lens, Some(picks), heads, head_dim, mask, (out, None), None)
 }
 
 /// One (sequence, head) of [`attend`]: the sequence's first row and length,
@@ -97,7 +114,8 @@ struct Task {
     out_row: usize,
 }
 
-/// Every query of each sequence (`picks` `None`), or row `picks[s]` alone.
+/// Every query of each sequence (`picks` `None`), or row `picks[s]` alone;
+/// the contexts go to `out` as rows of `d`, or in the packed layout given.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     qkv: &[f32],
@@ -106,14 +124,18 @@ fn attend(
     heads: usize,
     head_dim: usize,
     mask: AttentionMask<'_>,
-    out: &mut [f32],
+    (out, layout): (&mut [f32], Option<&RowBlocks>),
     probs: Option<&mut [f32]>,
 ) {
     let d = heads * head_dim;
     let row = 3 * d;
     let rows: usize = lens.iter().sum();
     let out_rows = if picks.is_some() { lens.len() } else { rows };
-    assert!(qkv.len() >= rows * row && out.len() >= out_rows * d, "attention: buffers too short");
+    let out_len = layout.map_or(out_rows * d, RowBlocks::len);
+    assert!(qkv.len() >= rows * row && out.len() >= out_len, "attention: buffers too short");
+    if let Some(l) = layout {
+        assert!(l.shape() == (out_rows, d), "attention: output layout");
+    }
     if rows == 0 {
         return;
     }
@@ -152,15 +174,22 @@ fn attend(
         let v = GemmOperand { data: &qkv[base + 2 * d..], row_stride: row, col_stride: 1 };
         gemm_f32(queries, head_dim, len, ctx, head_dim, false, p, v, 1.0, 1);
         for (i, c) in ctx.chunks_exact(head_dim).enumerate() {
-            // SAFETY: row `out_row + i` of `out` has `d` elements (asserted
-            // above: queries of different tasks of one head go to different
-            // rows); this task alone writes its columns
-            // `head * head_dim..(head + 1) * head_dim` of those rows (one task
-            // per sequence and head), nothing reads `out` while the tasks
-            // run, and `out` is borrowed mutably for the whole call.
+            // SAFETY: row `out_row + i` of `out` has `d` elements, as rows
+            // of `d` or in `layout` (asserted above: queries of different
+            // tasks of one head go to different rows); this task alone
+            // writes its columns `head * head_dim..(head + 1) * head_dim` of
+            // those rows (one task per sequence and head), nothing reads
+            // `out` while the tasks run, and `out` is borrowed mutably for
+            // the whole call.
             unsafe {
-                let dst = out_ptr.get().add((out_row + i) * d + head * head_dim);
-                std::ptr::copy_nonoverlapping(c.as_ptr(), dst, head_dim);
+                let (r, col) = (out_row + i, head * head_dim);
+                match layout {
+                    Some(l) => l.write(out_ptr, r, col, c),
+                    None => {
+                        let dst = out_ptr.get().add(r * d + col);
+                        std::ptr::copy_nonoverlapping(c.as_ptr(), dst, head_dim);
+                    }
+                }
             }
         }
     };
@@ -322,6 +351,27 @@ mod tests {
                 let err = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
                 assert!(err < 1e-5, "causal={causal} picks={picks:?}: {err}");
             }
+        }
+    }
+    /// Contexts written in a packed layout are the plain ones, also when a
+    /// head's columns straddle a depth block (80-wide heads: the fourth
+    /// spans columns 240..320) and with several row blocks.
+    #[test]
+    fn packed_contexts_match_plain_ones() {
+        for (lens, h, hd) in [(vec![50], 4, 80), (vec![77, 77, 77, 77], 2, 64)] {
+            let d = h * hd;
+            let rows: usize = lens.iter().sum();
+            let qkv: Vec<f32> =
+                (0..rows * 3 * d).map(|i| ((i * 31 % 83) as f32 / 40.0) - 1.0).collect();
+            let mask = AttentionMask::Causal { key_mask: None };
+            let mut plain = vec![0.0; rows * d];
+            attention_segments(&qkv, &lens, h, hd, mask, &mut plain, None);
+            let layout = RowBlocks::new(rows, d);
+            let mut packed = vec![f32::NAN; layout.len()];
+            attention_segments_to(&qkv, &lens, h, hd, mask, &mut packed, Some(&layout), None);
+            let mut back = vec![0.0; rows * d];
+            layout.unpack(&packed, &mut back);
+            assert!(back == plain, "lens={lens:?} heads={h}x{hd}");
         }
     }
 }

@@ -9,11 +9,13 @@
 
 use super::activation::apply_activation;
 use super::int8::Int8Linear;
-use super::packed::{Epilogue, PackedLinear};
+use super::norm::{layer_norm, LayerNorm};
+use super::packed::{Dest, Epilogue, PackedLinear, RowBlocks};
 use crate::config::Activation;
 use crate::weights::{WeightTensor, WeightView};
 use gemm::Parallelism;
 use half::{bf16, f16};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -106,6 +108,61 @@ pub fn gemm_f32(
     }
 }
 
+/// The rows a product multiplies.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    /// `[m, k]` rows as they are.
+    Rows(&'a [f32]),
+    /// `layer_norm(x, ln)` of the `[m, k]` rows `x`. The packed kernel
+    /// normalises each row as it packs it (one pass over the rows, no
+    /// parallel step of its own); the other kernels into a scratch buffer
+    /// first.
+    Normed(&'a [f32], &'a LayerNorm),
+    /// Rows already in the packed kernel's layout (`RowBlocks::new(m, k)`),
+    /// where the step that computed them wrote them; from
+    /// [`Linear::input_layout`].
+    Packed(&'a [f32]),
+}
+
+impl<'a> Input<'a> {
+    /// The slice given (for `Packed`, the packed buffer).
+    pub(crate) fn rows(self) -> &'a [f32] {
+        match self {
+            Input::Rows(x) | Input::Normed(x, _) | Input::Packed(x) => x,
+        }
+    }
+
+    /// The `[m, k]` rows to multiply, normalised or unpacked into `scratch`
+    /// when it holds `m * k` (else into a new buffer). (A packed input meets
+    /// a kernel other than the packed one only when the model's precision
+    /// changed during the pass.)
+    fn resolve<'s>(self, m: usize, k: usize, scratch: &'s mut [f32]) -> Cow<'s, [f32]>
+    where
+        'a: 's,
+    {
+        let n = m * k;
+        let mut own = Vec::new();
+        let dst = if scratch.len() >= n {
+            &mut scratch[..n]
+        } else if matches!(self, Input::Rows(_)) {
+            &mut []
+        } else {
+            own.resize(n, 0.0);
+            &mut own[..]
+        };
+        match self {
+            Input::Rows(x) => return Cow::Borrowed(x),
+            Input::Normed(x, ln) => layer_norm(&x[..n], ln, dst),
+            Input::Packed(a) => RowBlocks::new(m, k).unpack(a, dst),
+        }
+        if own.is_empty() {
+            Cow::Borrowed(&scratch[..n])
+        } else {
+            Cow::Owned(own)
+        }
+    }
+}
+
 /// A weight matrix mapping `in_features` to `out_features`, stored
 /// `[out, in]` (PyTorch's `nn.Linear` layout, `y = x W^T`).
 #[derive(Clone)]
@@ -185,6 +242,16 @@ impl Linear {
         self
     }
 
+    /// The layout of `m` input rows when this layer runs on the packed
+    /// kernel (now): the step computing them can write them there, and the
+    /// product then takes them as [`Input::Packed`] with no copy.
+    pub(crate) fn input_layout(&self, m: usize) -> Option<RowBlocks> {
+        match self.kernel() {
+            Kernel::Packed(_) => Some(RowBlocks::new(m, self.mat.in_features)),
+            _ => None,
+        }
+    }
+
     /// The implementation to use now, preparing it on first use.
     fn kernel(&self) -> Kernel<'_> {
         self.prepared.kernel(self.precision.get(), || vec![(&self.mat, self.bias.as_deref())])
@@ -246,18 +313,52 @@ impl StackedLinear {
         self.parts.iter().map(|p| p.mat.out_features).sum()
     }
 
+    fn in_features(&self) -> usize {
+        self.parts.first().map_or(0, |p| p.mat.in_features)
+    }
+
     /// `out[m, sum(out_features)] = [x W_1^T + b_1, x W_2^T + b_2, ...]`.
     pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], threads: usize) {
+        self.forward_input(Input::Rows(x), &mut [], m, out, threads)
+    }
+
+    /// As [`StackedLinear::forward`] on `layer_norm(x, ln)`; `scratch`
+    /// (`x.len()` long) receives the normalised rows when the kernel is not
+    /// the packed one (which normalises them as it packs them).
+    pub(crate) fn forward_normed(
+        &self,
+        x: &[f32],
+        ln: &LayerNorm,
+        scratch: &mut [f32],
+        m: usize,
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        self.forward_input(Input::Normed(x, ln), scratch, m, out, threads)
+    }
+
+    fn forward_input(
+        &self,
+        x: Input<'_>,
+        scratch: &mut [f32],
+        m: usize,
+        out: &mut [f32],
+        threads: usize,
+    ) {
         let n = self.out_features();
         let precision = self.parts.first().map_or(Precision::Full, |p| p.precision.get());
         let parts = || self.parts.iter().map(|p| (&p.mat, p.bias.as_deref())).collect();
         match self.prepared.kernel(precision, parts) {
-            Kernel::Int8(q) => q.forward(x, m, out, n, Epilogue::Store, threads),
+            Kernel::Int8(q) => {
+                let x = x.resolve(m, self.in_features(), scratch);
+                q.forward(&x, m, out, n, Epilogue::Store, threads)
+            }
             Kernel::Packed(p) => p.forward(x, m, out, n, Epilogue::Store, threads),
             Kernel::Gemm => {
+                let x = x.resolve(m, self.in_features(), scratch);
                 let mut col = 0;
                 for part in &self.parts {
-                    linear_fallback(x, m, part, &mut out[col..], n, false, threads);
+                    linear_fallback(&x, m, part, &mut out[col..], n, false, threads);
                     col += part.mat.out_features;
                 }
             }
@@ -274,7 +375,16 @@ fn block_rows(in_features: usize) -> usize {
 /// `threads` threads.
 pub fn linear(x: &[f32], m: usize, layer: &Linear, out: &mut [f32], threads: usize) {
     debug_assert_eq!(out.len(), m * layer.mat.out_features);
-    linear_into(x, m, layer, out, layer.mat.out_features, Epilogue::Store, threads)
+    linear_into(
+        Input::Rows(x),
+        &mut [],
+        m,
+        layer,
+        out,
+        layer.mat.out_features,
+        Epilogue::Store,
+        threads,
+    )
 }
 
 /// `out[m, out_features] = act(x[m, in_features] · W^T + b)`: with the
@@ -289,14 +399,16 @@ pub fn linear_activated(
     threads: usize,
 ) {
     debug_assert_eq!(out.len(), m * layer.mat.out_features);
-    linear_into(x, m, layer, out, layer.mat.out_features, Epilogue::Activate(act), threads)
+    let n = layer.mat.out_features;
+    linear_into(Input::Rows(x), &mut [], m, layer, out, n, Epilogue::Activate(act), threads)
 }
 
 /// `out[m, out_features] += x[m, in_features] · W^T + b` (a residual
 /// connection fused into the product).
 pub fn linear_accumulate(x: &[f32], m: usize, layer: &Linear, out: &mut [f32], threads: usize) {
     debug_assert_eq!(out.len(), m * layer.mat.out_features);
-    linear_into(x, m, layer, out, layer.mat.out_features, Epilogue::Accumulate, threads)
+    let n = layer.mat.out_features;
+    linear_into(Input::Rows(x), &mut [], m, layer, out, n, Epilogue::Accumulate, threads)
 }
 
 /// As [`linear`], writing row `i` of the result at `out[i * out_rs..]`
@@ -309,11 +421,13 @@ pub fn linear_strided(
     out_rs: usize,
     threads: usize,
 ) {
-    linear_into(x, m, layer, out, out_rs, Epilogue::Store, threads)
+    linear_into(Input::Rows(x), &mut [], m, layer, out, out_rs, Epilogue::Store, threads)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn linear_into(
-    x: &[f32],
+    x: Input<'_>,
+    scratch: &mut [f32],
     m: usize,
     layer: &Linear,
     out: &mut [f32],
@@ -321,12 +435,53 @@ fn linear_into(
     epilogue: Epilogue,
     threads: usize,
 ) {
-    debug_assert_eq!(x.len(), m * layer.mat.in_features);
-    match layer.kernel() {
-        Kernel::Int8(q) => q.forward(x, m, out, out_rs, epilogue, threads),
-        Kernel::Packed(p) => p.forward(x, m, out, out_rs, epilogue, threads),
-        Kernel::Gemm => {
-            linear_fallback(x, m, layer, out, out_rs, epilogue.accumulates(), threads);
+    linear_to(x, scratch, m, layer, out, Dest::Rows(out_rs), epilogue, threads)
+}
+
+/// `x W^T + b` for the `m` rows of `x` (see [`Input`]; `scratch`, `m * k`
+/// long or empty, takes normalised or unpacked rows for kernels that need
+/// them), written to `out` as `dest` lays rows out and finished by
+/// `epilogue`. A [`Dest::Packed`] layout comes from the next layer's
+/// [`Linear::input_layout`] and has one row block.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn linear_to(
+    x: Input<'_>,
+    scratch: &mut [f32],
+    m: usize,
+    layer: &Linear,
+    out: &mut [f32],
+    dest: Dest<'_>,
+    epilogue: Epilogue,
+    threads: usize,
+) {
+    let (n, k) = (layer.mat.out_features, layer.mat.in_features);
+    let kernel = layer.kernel();
+    if let Kernel::Packed(p) = kernel {
+        return p.forward_to(x, m, out, dest, epilogue, threads);
+    }
+    let x = x.resolve(m, k, scratch);
+    let out_rs = match dest {
+        Dest::Rows(rs) => rs,
+        Dest::Packed(layout) => {
+            // Only when the precision changed during the pass: rows first.
+            let mut rows = vec![0.0f32; m * n];
+            linear_to(
+                Input::Rows(&x),
+                &mut [],
+                m,
+                layer,
+                &mut rows,
+                Dest::Rows(n),
+                epilogue,
+                threads,
+            );
+            return layout.pack(Input::Rows(&rows), out, 1);
+        }
+    };
+    match kernel {
+        Kernel::Int8(q) => q.forward(&x, m, out, out_rs, epilogue, threads),
+        Kernel::Packed(_) | Kernel::Gemm => {
+            linear_fallback(&x, m, layer, out, out_rs, epilogue.accumulates(), threads);
             if let Epilogue::Activate(act) = epilogue {
                 // Only `linear_activated` asks for an activation, and it
                 // writes contiguous rows.
@@ -522,5 +677,43 @@ mod tests {
                 }
             }
         }
+    }
+    /// Kernels other than the packed one take normalised or packed rows
+    /// through `resolve`: into the scratch buffer when it is long enough,
+    /// else into a buffer of their own. A packed destination on such a
+    /// kernel (the precision changed during a pass) gets the rows packed.
+    #[test]
+    fn other_kernels_take_every_form_of_input_and_output() {
+        let (m, n, k) = (9, 70, 300);
+        let x = pseudo(m * k, 1);
+        let ln = LayerNorm { weight: pseudo(k, 2), bias: pseudo(k, 3), eps: 1e-5 };
+        let mut normed = vec![0.0; m * k];
+        layer_norm(&x, &ln, &mut normed);
+        let layout = RowBlocks::new(m, k);
+        let mut packed = vec![0.0; layout.len()];
+        layout.pack(Input::Rows(&x), &mut packed, 1);
+        for scratch_len in [m * k, 0] {
+            let mut scratch = vec![0.0; scratch_len];
+            assert!(*Input::Normed(&x, &ln).resolve(m, k, &mut scratch) == *normed);
+            assert!(*Input::Packed(&packed).resolve(m, k, &mut scratch) == *x);
+        }
+        if !Precision::int8_supported() {
+            return;
+        }
+        let weight = WeightTensor::from_f32_as(&pseudo(n * k, 4), vec![n, k], DType::F32);
+        let handle = PrecisionHandle::default();
+        handle.set(Precision::Int8);
+        let mat = Mat { weight, out_features: n, in_features: k };
+        let layer = Linear::new(mat, Some(pseudo(n, 5))).with_precision(handle);
+        let act = Epilogue::Activate(Activation::QuickGelu);
+        let mut rows = vec![0.0; m * n];
+        linear_to(Input::Normed(&x, &ln), &mut [], m, &layer, &mut rows, Dest::Rows(n), act, 2);
+        let out_layout = RowBlocks::new(m, n);
+        let mut out = vec![0.0; out_layout.len()];
+        let dest = Dest::Packed(&out_layout);
+        linear_to(Input::Normed(&x, &ln), &mut [], m, &layer, &mut out, dest, act, 2);
+        let mut back = vec![0.0; m * n];
+        out_layout.unpack(&out, &mut back);
+        assert!(back == rows);
     }
 }

@@ -36,9 +36,30 @@ pub fn layer_norm(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
     }
 }
 
+/// One row of `layer_norm`.
+fn normalize_row(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
+    let (mean, rstd) = row_stats(x, ln.eps);
+    normalize_segment(x, &ln.weight, &ln.bias, mean, rstd, out);
+}
+
 widest_simd!(
-    /// One row, compiled for AVX-512 when the CPU has it.
-    fn normalize_row(x: &[f32], ln: &LayerNorm, out: &mut [f32]) = normalize_row_body
+    /// The mean and `1 / sqrt(var + eps)` of one row, as [`layer_norm`]
+    /// uses them (compiled for AVX-512 when the CPU has it).
+    pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) = row_stats_body
+);
+
+widest_simd!(
+    /// `out = (x - mean) * rstd * w + b` over a segment of a row (`x`, `w`,
+    /// `b` and `out` the segment's elements): normalised values bit for bit
+    /// as [`layer_norm`] gives them, for callers that store a row in pieces.
+    pub(crate) fn normalize_segment(
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        mean: f32,
+        rstd: f32,
+        out: &mut [f32]
+    ) = normalize_segment_body
 );
 
 /// A sum of `f(v)` in eight independent f64 lanes ([`lane_fold`]).
@@ -48,13 +69,17 @@ fn sum_f64(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
 }
 
 #[inline(always)]
-fn normalize_row_body(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
+fn row_stats_body(x: &[f32], eps: f32) -> (f32, f32) {
     let d = x.len() as f64;
     let mean = sum_f64(x, |v| v as f64) / d;
     let var = sum_f64(x, |v| (v as f64 - mean) * (v as f64 - mean)) / d;
-    let rstd = 1.0 / (var + ln.eps as f64).sqrt();
-    let (mean, rstd) = (mean as f32, rstd as f32);
-    for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(&ln.weight).zip(&ln.bias) {
+    let rstd = 1.0 / (var + eps as f64).sqrt();
+    (mean as f32, rstd as f32)
+}
+
+#[inline(always)]
+fn normalize_segment_body(x: &[f32], w: &[f32], b: &[f32], mean: f32, rstd: f32, out: &mut [f32]) {
+    for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(w).zip(b) {
         *o = (v - mean) * rstd * w + b;
     }
 }

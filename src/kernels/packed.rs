@@ -12,7 +12,8 @@
 //! other CPUs [`PackedLinear::pack`] returns `None` and callers use `gemm`.
 
 use super::activation::activation_fn;
-use super::matmul::Mat;
+use super::matmul::{Input, Mat};
+use super::norm::{normalize_segment, row_stats};
 use super::team;
 use crate::config::Activation;
 use crate::weights::WeightView;
@@ -224,6 +225,46 @@ impl Epilogue {
     }
 }
 
+/// Where a product writes its `m x n` results.
+#[derive(Clone, Copy)]
+pub(crate) enum Dest<'a> {
+    /// Row `i` at `out[i * rs..]`.
+    Rows(usize),
+    /// In the layout the packed kernel reads its activations in (the next
+    /// product's input, packed as it is computed, with no copy and no step
+    /// of its own); one row block (see [`RowBlocks::one_block`]).
+    Packed(&'a RowBlocks),
+}
+
+impl Dest<'_> {
+    /// Where output `(row, col)` goes, and the row stride from there on
+    /// (for rows in one row block and columns in one depth block).
+    fn at(self, row: usize, col: usize) -> (usize, usize) {
+        match self {
+            Dest::Rows(rs) => (row * rs + col, rs),
+            Dest::Packed(l) => (l.index(row, col), LDA),
+        }
+    }
+
+    /// `cols` cut where the layout's rows are not contiguous.
+    fn runs(self, cols: std::ops::Range<usize>) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let step = match self {
+            Dest::Rows(_) => usize::MAX,
+            Dest::Packed(_) => KC,
+        };
+        let end = cols.end;
+        let mut at = cols.start;
+        std::iter::from_fn(move || {
+            (at < end).then(|| {
+                let next = end.min((at / step).saturating_add(1).saturating_mul(step));
+                let run = at..next;
+                at = next;
+                run
+            })
+        })
+    }
+}
+
 /// A share of a product: row blocks `rows` (indices of blocks of `mc` rows)
 /// times panels `p0..p1`.
 #[derive(Clone)]
@@ -314,43 +355,84 @@ impl PackedLinear {
     }
 
     /// `out[i, :n] = (accumulate ? out[i, :n] : 0) + x[i, :] W^T + b` for the
-    /// `m` rows of `x` (`[m, k]`), row `i` of `out` starting at `i * out_rs`.
-    /// Splits the output panels over up to `threads` rayon threads.
+    /// `m` rows of `x` (`[m, k]`; see [`Input`] for the other forms), row
+    /// `i` of `out` starting at `i * out_rs`. Splits the output panels over
+    /// up to `threads` threads.
     ///
     /// # Panics
     /// If `x` or `out` is too short for `m` rows (an internal bug).
     pub fn forward(
         &self,
-        x: &[f32],
+        x: Input<'_>,
         m: usize,
         out: &mut [f32],
         out_rs: usize,
         epilogue: Epilogue,
         threads: usize,
     ) {
+        self.forward_to(x, m, out, Dest::Rows(out_rs), epilogue, threads)
+    }
+
+    /// As [`PackedLinear::forward`], writing the results to `dest`.
+    ///
+    /// # Panics
+    /// If `x` or `out` is too short, or `dest` is a layout of another shape
+    /// or of several row blocks (an internal bug).
+    pub fn forward_to(
+        &self,
+        x: Input<'_>,
+        m: usize,
+        out: &mut [f32],
+        dest: Dest<'_>,
+        epilogue: Epilogue,
+        threads: usize,
+    ) {
         if m == 0 || self.n == 0 {
             return;
         }
-        assert!(x.len() >= m * self.k, "packed gemm: input too short");
-        assert!(out_rs >= self.n && out.len() >= (m - 1) * out_rs + self.n, "packed gemm: output");
-        let t = threads_for(m * self.n * self.k.max(1), threads, self.panels);
         let blocks = RowBlocks::new(m, self.k);
+        match dest {
+            Dest::Rows(rs) => {
+                assert!(rs >= self.n && out.len() >= (m - 1) * rs + self.n, "packed gemm: output")
+            }
+            Dest::Packed(l) => assert!(
+                l.m == m && l.k == self.n && l.mc >= m && out.len() >= l.len(),
+                "packed gemm: output layout"
+            ),
+        }
+        let t = threads_for(m * self.n * self.k.max(1), threads, self.panels);
         // Taken out of the thread-local for the duration of the product: a
         // rayon worker waiting for the jobs below may run another product
         // meanwhile, which then packs into a buffer of its own.
-        let mut a = A_PACK.take();
-        blocks.pack(x, &mut a, t);
+        let mut own = Vec::new();
+        let a: &[f32] = match x {
+            Input::Packed(a) => {
+                assert!(a.len() >= blocks.len(), "packed gemm: input too short");
+                a
+            }
+            _ => {
+                assert!(x.rows().len() >= m * self.k, "packed gemm: input too short");
+                own = A_PACK.take();
+                if own.len() < blocks.len() {
+                    own.resize(blocks.len(), 0.0);
+                }
+                blocks.pack(x, &mut own, t);
+                &own
+            }
+        };
         let out_ptr = OutPtr(out.as_mut_ptr());
         split_work(blocks.m.div_ceil(blocks.mc), self.panels, t, |share| {
-            // SAFETY: `a` is `x` packed by `blocks`; `forward` asserted that
-            // `out` holds `m` rows of `n` at stride `out_rs`; this job
+            // SAFETY: `a` is `x` packed by `blocks`; `out` holds `m` rows of
+            // `n` as `dest` lays them out (asserted above); this job
             // writes only its share's rows and columns, disjoint from every
             // other job's (`split_work` covers each pair of row block and
             // panel once), and nothing else reads `out` while the jobs run
             // (`out` is borrowed mutably for this whole call).
-            unsafe { self.run_share(&a, &blocks, share, out_ptr, out_rs, epilogue) }
+            unsafe { self.run_share(a, &blocks, share, out_ptr, dest, epilogue) }
         });
-        A_PACK.set(a);
+        if !own.is_empty() {
+            A_PACK.set(own);
+        }
     }
 
     /// Computes the columns of panels `share.p0..share.p1` for the rows of
@@ -358,16 +440,16 @@ impl PackedLinear {
     ///
     /// # Safety
     /// `a` is the activations packed by `blocks` (for this layer's `k`);
-    /// `out` addresses `blocks.m` rows of at least `n` elements at stride
-    /// `out_rs`, and no one else accesses this share's rows and columns
-    /// meanwhile.
+    /// `out` addresses `blocks.m` rows of `n` elements as `dest` lays them
+    /// out (a [`Dest::Packed`] layout of one row block), and no one else
+    /// accesses this share's rows and columns meanwhile.
     unsafe fn run_share(
         &self,
         a: &[f32],
         blocks: &RowBlocks,
         share: Share,
         out: OutPtr,
-        out_rs: usize,
+        dest: Dest<'_>,
         epilogue: Epilogue,
     ) {
         let Share { rows, p0, p1 } = share;
@@ -426,14 +508,17 @@ impl PackedLinear {
                         let mut r0 = 0;
                         for t in 0..ntiles {
                             let rows = tile_rows(mlen, ntiles, t);
+                            // A tile's columns lie in one depth block of a
+                            // packed destination (`KC` is a multiple of `NR`).
+                            let (at, ldc) = dest.at(m0 + r0, p * NR);
                             let (next, next_lines) =
                                 next_share(next.wrapping_add(l0 * 64), l1 - l0, t, ntiles);
                             let tile = Tile {
                                 next,
                                 next_lines,
                                 a: ablock.add(r0 * LDA + s0),
-                                c: out.get().add((m0 + r0) * out_rs + p * NR),
-                                ldc: out_rs,
+                                c: out.get().add(at),
+                                ldc,
                                 n_valid,
                                 bias: if part == 0 { bias } else { std::ptr::null() },
                                 load_c: !(first && part == 0) || epilogue.accumulates(),
@@ -445,8 +530,12 @@ impl PackedLinear {
                     }
                 }
             }
-            // SAFETY: these are this share's rows and columns (see above).
-            epilogue.finish(out, out_rs, m0..m0 + mlen, p0 * NR..self.n.min(p1 * NR));
+            for cols in dest.runs(p0 * NR..self.n.min(p1 * NR)) {
+                let (at, rs) = dest.at(m0, cols.start);
+                // SAFETY: these are this share's rows and columns (see above),
+                // `mlen` rows of `cols.len()` from `at` at stride `rs`.
+                epilogue.finish(OutPtr(out.get().add(at)), rs, 0..mlen, 0..cols.len());
+            }
         }
     }
 }
@@ -473,10 +562,15 @@ pub(crate) fn tile_rows(mlen: usize, ntiles: usize, t: usize) -> usize {
     mlen / ntiles + usize::from(t < mlen % ntiles)
 }
 
+/// Floats `m` rows of `k` activations take packed ([`RowBlocks::len`]).
+pub(crate) fn packed_len(m: usize, k: usize) -> usize {
+    m * k.div_ceil(KC).max(1) * LDA
+}
+
 /// How the `m x k` activations are cut and packed: row blocks of `mc` rows;
 /// within a block, depth blocks of `KC` columns, each stored as the block's
 /// rows at stride [`LDA`] (a plain copy, contiguous per depth block).
-struct RowBlocks {
+pub(crate) struct RowBlocks {
     m: usize,
     k: usize,
     mc: usize,
@@ -484,7 +578,8 @@ struct RowBlocks {
 }
 
 impl RowBlocks {
-    fn new(m: usize, k: usize) -> Self {
+    /// The layout of `m` rows of `k` activations for a product of depth `k`.
+    pub(crate) fn new(m: usize, k: usize) -> Self {
         // At most about 1 MiB of packed activations per row block (kept in L2).
         let mc = balanced_blocks(m, ((1 << 18) / k.max(1)).clamp(MR_MAX, 4096));
         RowBlocks { m, k, mc, kblocks: k.div_ceil(KC).max(1) }
@@ -496,17 +591,70 @@ impl RowBlocks {
         (m0 * self.kblocks + kb * mlen) * LDA
     }
 
-    /// Packs `x` (`[m, k]`) into `a`, in parallel over rows when large.
-    fn pack(&self, x: &[f32], a: &mut Vec<f32>, threads: usize) {
-        let (m, k) = (self.m, self.k);
-        let len = m * self.kblocks * LDA;
-        if a.len() < len {
-            a.resize(len, 0.0);
+    /// Rows and depth laid out.
+    pub(crate) fn shape(&self) -> (usize, usize) {
+        (self.m, self.k)
+    }
+
+    /// Floats the packed buffer takes.
+    pub(crate) fn len(&self) -> usize {
+        packed_len(self.m, self.k)
+    }
+
+    /// Whether all rows are one row block (what [`Dest::Packed`] needs).
+    pub(crate) fn one_block(&self) -> bool {
+        self.mc >= self.m
+    }
+
+    /// Where activation `(row, col)` is in the packed buffer; the next
+    /// columns up to the depth block's end follow it.
+    pub(crate) fn index(&self, row: usize, col: usize) -> usize {
+        let m0 = row / self.mc * self.mc;
+        let mlen = self.mc.min(self.m - m0);
+        self.offset(m0, mlen, col / KC) + (row - m0) * LDA + col % KC
+    }
+
+    /// Writes `src` as activations `(row, col..col + src.len())` of the
+    /// packed buffer at `a`.
+    ///
+    /// # Safety
+    /// `a` addresses [`RowBlocks::len`] floats, `col + src.len() <= k`, and
+    /// no one else accesses those activations meanwhile.
+    pub(crate) unsafe fn write(&self, a: OutPtr, row: usize, col: usize, src: &[f32]) {
+        let mut c = col;
+        let mut rest = src;
+        while !rest.is_empty() {
+            let len = rest.len().min(KC - c % KC);
+            std::ptr::copy_nonoverlapping(rest.as_ptr(), a.get().add(self.index(row, c)), len);
+            rest = &rest[len..];
+            c += len;
         }
+    }
+
+    /// Copies packed activations `a` back to `[m, k]` rows.
+    pub(crate) fn unpack(&self, a: &[f32], out: &mut [f32]) {
+        for (i, row) in out.chunks_exact_mut(self.k.max(1)).take(self.m).enumerate() {
+            for (kb, seg) in row.chunks_mut(KC).enumerate() {
+                let at = self.index(i, kb * KC);
+                seg.copy_from_slice(&a[at..at + seg.len()]);
+            }
+        }
+    }
+
+    /// Packs `x` (`[m, k]`) into `a`, normalising the rows on the way for
+    /// [`Input::Normed`]; in parallel over rows when large.
+    pub(crate) fn pack(&self, x: Input<'_>, a: &mut [f32], threads: usize) {
+        let (m, k, len) = (self.m, self.k, self.len());
+        assert!(a.len() >= len && !matches!(x, Input::Packed(_)), "packing: buffer");
         let dst = OutPtr(a.as_mut_ptr());
         let pack_row = |i: usize| {
             let m0 = i / self.mc * self.mc;
             let mlen = self.mc.min(m - m0);
+            let src = &x.rows()[i * k..][..k];
+            let stats = match x {
+                Input::Normed(_, ln) => Some((ln, row_stats(src, ln.eps))),
+                Input::Rows(_) | Input::Packed(_) => None,
+            };
             for kb in 0..k.div_ceil(KC) {
                 let k0 = kb * KC;
                 let kc = KC.min(k - k0);
@@ -515,11 +663,19 @@ impl RowBlocks {
                 // (rows are `LDA >= kc` apart and blocks do not overlap), so no
                 // other task writes there, and `at + kc <= len <= a.len()`.
                 let row = unsafe { std::slice::from_raw_parts_mut(dst.get().add(at), kc) };
-                row.copy_from_slice(&x[i * k + k0..][..kc]);
+                let seg = &src[k0..k0 + kc];
+                match stats {
+                    Some((ln, (mean, rstd))) => {
+                        let (w, b) = (&ln.weight[k0..k0 + kc], &ln.bias[k0..k0 + kc]);
+                        normalize_segment(seg, w, b, mean, rstd, row)
+                    }
+                    None => row.copy_from_slice(seg),
+                }
             }
         };
+        // Chunks of 8 rows: a 50-row image is 7 tasks for two threads.
         if threads > 1 && m * k >= 1 << 14 {
-            team::for_each(m.div_ceil(16), |c| (c * 16..m.min(c * 16 + 16)).for_each(pack_row));
+            team::for_each(m.div_ceil(8), |c| (c * 8..m.min(c * 8 + 8)).for_each(pack_row));
         } else {
             (0..m).for_each(pack_row);
         }
@@ -715,7 +871,7 @@ mod tests {
                     let out_rs = n + 3;
                     let init = pseudo(m * out_rs, 4);
                     let mut out = init.clone();
-                    packed.forward(&x, m, &mut out, out_rs, epilogue, threads);
+                    packed.forward(Input::Rows(&x), m, &mut out, out_rs, epilogue, threads);
                     for i in 0..m {
                         for j in 0..out_rs {
                             let got = out[i * out_rs + j] as f64;
@@ -740,6 +896,91 @@ mod tests {
                 }
             }
         }
+    }
+    /// The other forms of input and output give the plain product's numbers
+    /// bit for bit: rows normalised while packed (against `layer_norm`
+    /// first), results written packed (read back by `unpack`, with a last
+    /// panel of fewer than `NR` columns) and rows read packed by the next
+    /// product.
+    #[test]
+    fn packed_inputs_and_outputs_match_plain_ones() {
+        use crate::kernels::norm::{layer_norm, LayerNorm};
+        if !available() {
+            return;
+        }
+        for (m, n, k) in [(50, 3072, 768), (7, 100, 300), (85, 64, 3000)] {
+            let x = pseudo(m * k, 1);
+            let mat = |n: usize, k: usize, seed| Mat {
+                weight: WeightTensor::from_f32_as(&pseudo(n * k, seed), vec![n, k], DType::F32),
+                out_features: n,
+                in_features: k,
+            };
+            let (first, next) = (mat(n, k, 2), mat(40, n, 3));
+            let bias = pseudo(n, 4);
+            let first = PackedLinear::pack(&[(&first, Some(&bias[..]))]).unwrap();
+            let next = PackedLinear::pack(&[(&next, None)]).unwrap();
+            let weight = pseudo(k, 5).iter().map(|v| v + 1.0).collect();
+            let ln = LayerNorm { weight, bias: pseudo(k, 6), eps: 1e-5 };
+            let act = Epilogue::Activate(Activation::QuickGelu);
+            for threads in [1, 2] {
+                let mut normed = vec![0.0; m * k];
+                layer_norm(&x, &ln, &mut normed);
+                let mut want = vec![0.0; m * n];
+                first.forward(Input::Rows(&normed), m, &mut want, n, act, threads);
+                let mut got = vec![0.0; m * n];
+                first.forward(Input::Normed(&x, &ln), m, &mut got, n, act, threads);
+                assert!(got == want, "normed m={m} n={n} k={k} t={threads}");
+                let layout = RowBlocks::new(m, n);
+                assert!(layout.one_block());
+                let mut a = vec![f32::NAN; layout.len()];
+                first.forward_to(
+                    Input::Normed(&x, &ln),
+                    m,
+                    &mut a,
+                    Dest::Packed(&layout),
+                    act,
+                    threads,
+                );
+                let mut back = vec![0.0; m * n];
+                layout.unpack(&a, &mut back);
+                assert!(back == want, "packed output m={m} n={n} k={k} t={threads}");
+                let (mut from_rows, mut from_packed) = (vec![0.0; m * 40], vec![0.0; m * 40]);
+                next.forward(Input::Rows(&want), m, &mut from_rows, 40, Epilogue::Store, threads);
+                next.forward(Input::Packed(&a), m, &mut from_packed, 40, Epilogue::Store, threads);
+                assert!(from_rows == from_packed, "packed input m={m} n={n} k={k} t={threads}");
+            }
+        }
+    }
+
+    /// Rows written into a layout of several row blocks in pieces that
+    /// straddle depth blocks are where packing puts them, and unpack back.
+    #[test]
+    fn layout_writes_pack_and_unpack() {
+        let (m, k) = (300, 1000);
+        let layout = RowBlocks::new(m, k);
+        assert!(!layout.one_block());
+        let x = pseudo(m * k, 7);
+        let mut packed = vec![0.0; layout.len()];
+        layout.pack(Input::Rows(&x), &mut packed, 2);
+        let mut written = vec![0.0; layout.len()];
+        for (i, row) in x.chunks(k).enumerate() {
+            for (c, piece) in row.chunks(300).enumerate() {
+                // SAFETY: `written` holds the layout, pieces are disjoint.
+                unsafe { layout.write(OutPtr(written.as_mut_ptr()), i, c * 300, piece) };
+            }
+        }
+        assert!(written == packed);
+        let mut back = vec![0.0; m * k];
+        layout.unpack(&written, &mut back);
+        assert!(back == x);
+    }
+
+    #[test]
+    fn packed_destinations_run_within_depth_blocks() {
+        let layout = RowBlocks::new(4, 600);
+        let runs: Vec<_> = Dest::Packed(&layout).runs(200..600).collect();
+        assert_eq!(runs, vec![200..256, 256..512, 512..600]);
+        assert_eq!(Dest::Rows(600).runs(200..600).collect::<Vec<_>>(), vec![200..600]);
     }
 }
 
@@ -770,7 +1011,7 @@ mod speed {
             for threads in [1, 2] {
                 let reps = 36 * if m > 100 { 1 } else { 4 };
                 for p in &ps {
-                    p.forward(&x, m, &mut out, n, Epilogue::Store, threads);
+                    p.forward(Input::Rows(&x), m, &mut out, n, Epilogue::Store, threads);
                 }
                 // The mean, and the fastest product: on a VM whose neighbours
                 // slow it at random, the latter is the undisturbed rate.
@@ -778,7 +1019,7 @@ mod speed {
                 let t0 = std::time::Instant::now();
                 for r in 0..reps {
                     let t1 = std::time::Instant::now();
-                    ps[r % mats].forward(&x, m, &mut out, n, Epilogue::Store, threads);
+                    ps[r % mats].forward(Input::Rows(&x), m, &mut out, n, Epilogue::Store, threads);
                     best = best.min(t1.elapsed().as_secs_f64());
                 }
                 let dt = t0.elapsed().as_secs_f64() / reps as f64;
