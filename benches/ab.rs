@@ -3,8 +3,8 @@
 //!
 //! Put the change behind `clip::kernels::experiment::on()` (temporarily,
 //! not committed), then
-//! `cargo bench --bench ab --features ab-experiment -- [BATCH] [PAIRS] [f32|f16] [image|text]`
-//! (defaults 1 200 f32 image; `CLIP_AB_ACT=gelu` swaps the MLP activation).
+//! `cargo bench --bench ab --features ab-experiment -- [BATCH] [PAIRS] [f32|f16|int8] [image|text]`
+//! (defaults 1 200 f32 image; int8 is F32 weights at `Precision::Int8`; `CLIP_AB_ACT=gelu` swaps the MLP activation).
 //! One process builds the B/32-shaped model (random weights) once and times
 //! calls in pairs, the switch off and on (order alternating), and prints
 //! the median of the per-pair ratios with its quartiles: neighbours slow
@@ -32,7 +32,10 @@ fn main() {
         config.vision_config.hidden_act = act;
     }
     let store = random_store(&config, f16);
-    let model = CLIPModel::from_store(&config, &store).expect("model");
+    let mut model = CLIPModel::from_store(&config, &store).expect("model");
+    if args.get(2).is_some_and(|v| v == "int8") {
+        model.set_precision(clip::Precision::Int8);
+    }
     let n = batch * 3 * 224 * 224;
     let pixels: Vec<f32> = (0..n).map(|i| ((i % 255) as f32) / 255.0 - 0.5).collect();
     let px = Tensor::new(vec![batch, 3, 224, 224], pixels).expect("pixels");

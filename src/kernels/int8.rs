@@ -11,10 +11,11 @@
 //! with four consecutive depths per 32-bit lane: `[panel][k / 4][NR][4]`.
 
 use super::lane_fold;
-use super::matmul::Mat;
+use super::matmul::{Input, Mat};
+use super::norm::{normalize_segment, row_stats};
 use super::packed::{
     balanced_blocks, next_share, release_pages, split_work, threads_for, tile_rows, Epilogue,
-    OutPtr, PanelMemory, Share, Stack, MR_MAX, NR,
+    OutPtr, PanelMemory, RowBlocks, Share, Stack, MR_MAX, NR,
 };
 use super::team;
 use rayon::prelude::*;
@@ -90,10 +91,11 @@ impl Int8Linear {
         Some(Int8Linear { n, k, k4, panels, data, scale, offset, bias, has_bias })
     }
 
-    /// As [`PackedLinear::forward`](super::packed::PackedLinear::forward).
+    /// As [`PackedLinear::forward`](super::packed::PackedLinear::forward);
+    /// [`Input::Normed`] rows are normalised as they are quantised.
     pub fn forward(
         &self,
-        x: &[f32],
+        x: Input<'_>,
         m: usize,
         out: &mut [f32],
         out_rs: usize,
@@ -103,6 +105,18 @@ impl Int8Linear {
         if m == 0 || self.n == 0 {
             return;
         }
+        let unpacked;
+        let (x, ln) = match x {
+            Input::Rows(x) => (x, None),
+            Input::Normed(x, ln) => (x, Some(ln)),
+            // (Only when the precision changed during a pass.)
+            Input::Packed(a) => {
+                let mut rows = vec![0.0; m * self.k];
+                RowBlocks::new(m, self.k).unpack(a, &mut rows);
+                unpacked = rows;
+                (&unpacked[..], None)
+            }
+        };
         assert!(x.len() >= m * self.k, "int8 gemm: input too short");
         assert!(out_rs >= self.n && out.len() >= (m - 1) * out_rs + self.n, "int8 gemm: output");
         let lda = self.k4 + 64;
@@ -117,12 +131,24 @@ impl Int8Linear {
         let mut row_scale = vec![0.0f32; m];
         // Rows `r0..` of `x` into `a` and their scales into `scales`.
         let quantize = |r0: usize, a: &mut [u8], scales: &mut [f32]| {
+            let mut normed = Vec::new();
             for (r, (dst, s)) in a.chunks_mut(lda).zip(scales).enumerate() {
-                *s = quantize_row(&x[(r0 + r) * k..][..k], dst);
+                let row = &x[(r0 + r) * k..][..k];
+                *s = match ln {
+                    Some(ln) => {
+                        normed.resize(k, 0.0);
+                        let (mean, rstd) = row_stats(row, ln.eps);
+                        normalize_segment(row, &ln.weight, &ln.bias, mean, rstd, &mut normed);
+                        quantize_row(&normed, dst)
+                    }
+                    None => quantize_row(row, dst),
+                };
             }
         };
-        if threads > 1 && m * self.k >= 1 << 16 {
-            const ROWS: usize = 16;
+        // Normalising too makes a row's work worth sharing sooner.
+        let worth = if ln.is_some() { 1 << 14 } else { 1 << 16 };
+        if threads > 1 && m * self.k >= worth {
+            const ROWS: usize = 8;
             team::for_each_chunk_pair(
                 (&mut a[..m * lda], ROWS * lda),
                 (&mut row_scale, ROWS),
@@ -340,7 +366,7 @@ mod tests {
                 let init = pseudo(m * n, 4);
                 let mut out = init.clone();
                 let epilogue = if accumulate { Epilogue::Accumulate } else { Epilogue::Store };
-                q.forward(&x, m, &mut out, n, epilogue, threads);
+                q.forward(Input::Rows(&x), m, &mut out, n, epilogue, threads);
                 for i in 0..m {
                     let xr = &x[i * k..(i + 1) * k];
                     let xa = xr.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 127.0;
@@ -368,6 +394,37 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+    /// Rows normalised as they are quantised, and packed rows, give what
+    /// the plain rows give, bit for bit, serially and shared (m * k from
+    /// 2^14 with a norm).
+    #[test]
+    fn normed_and_packed_inputs_match_plain_rows() {
+        use crate::kernels::norm::{layer_norm, LayerNorm};
+        if !available() {
+            return;
+        }
+        for &(m, n, k) in &[(3, 40, 70), (50, 64, 768)] {
+            let x = pseudo(m * k, 1);
+            let w = WeightTensor::from_f32_as(&pseudo(n * k, 2), vec![n, k], DType::F32);
+            let mat = Mat { weight: w, out_features: n, in_features: k };
+            let q = Int8Linear::quantize(&[(&mat, None)]).unwrap();
+            let ln = LayerNorm { weight: pseudo(k, 3), bias: pseudo(k, 4), eps: 1e-5 };
+            let mut normed = vec![0.0; m * k];
+            layer_norm(&x, &ln, &mut normed);
+            let layout = RowBlocks::new(m, k);
+            let mut packed = vec![0.0; layout.len()];
+            layout.pack(Input::Rows(&x), &mut packed, 1);
+            for threads in [1, 2] {
+                let run = |input: Input<'_>| {
+                    let mut out = vec![0.0; m * n];
+                    q.forward(input, m, &mut out, n, Epilogue::Store, threads);
+                    out
+                };
+                assert!(run(Input::Normed(&x, &ln)) == run(Input::Rows(&normed)), "m={m}");
+                assert!(run(Input::Packed(&packed)) == run(Input::Rows(&x)), "m={m}");
             }
         }
     }

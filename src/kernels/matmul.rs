@@ -349,10 +349,7 @@ impl StackedLinear {
         let precision = self.parts.first().map_or(Precision::Full, |p| p.precision.get());
         let parts = || self.parts.iter().map(|p| (&p.mat, p.bias.as_deref())).collect();
         match self.prepared.kernel(precision, parts) {
-            Kernel::Int8(q) => {
-                let x = x.resolve(m, self.in_features(), scratch);
-                q.forward(&x, m, out, n, Epilogue::Store, threads)
-            }
+            Kernel::Int8(q) => q.forward(x, m, out, n, Epilogue::Store, threads),
             Kernel::Packed(p) => p.forward(x, m, out, n, Epilogue::Store, threads),
             Kernel::Gemm => {
                 let x = x.resolve(m, self.in_features(), scratch);
@@ -459,28 +456,19 @@ pub(crate) fn linear_to(
     if let Kernel::Packed(p) = kernel {
         return p.forward_to(x, m, out, dest, epilogue, threads);
     }
-    let x = x.resolve(m, k, scratch);
     let out_rs = match dest {
         Dest::Rows(rs) => rs,
         Dest::Packed(layout) => {
             // Only when the precision changed during the pass: rows first.
             let mut rows = vec![0.0f32; m * n];
-            linear_to(
-                Input::Rows(&x),
-                &mut [],
-                m,
-                layer,
-                &mut rows,
-                Dest::Rows(n),
-                epilogue,
-                threads,
-            );
+            linear_to(x, scratch, m, layer, &mut rows, Dest::Rows(n), epilogue, threads);
             return layout.pack(Input::Rows(&rows), out, 1);
         }
     };
     match kernel {
-        Kernel::Int8(q) => q.forward(&x, m, out, out_rs, epilogue, threads),
+        Kernel::Int8(q) => q.forward(x, m, out, out_rs, epilogue, threads),
         Kernel::Packed(_) | Kernel::Gemm => {
+            let x = x.resolve(m, k, scratch);
             linear_fallback(&x, m, layer, out, out_rs, epilogue.accumulates(), threads);
             if let Epilogue::Activate(act) = epilogue {
                 // Only `linear_activated` asks for an activation, and it
