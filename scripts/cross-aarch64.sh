@@ -327,6 +327,16 @@ c_part() {
         echo "$m (aarch64): $out"
       done
     fi
+    if [ -f "$ctests/limits.c" ]; then
+      # Image limits in the options: the same statuses, messages and struct
+      # layout as on x86-64 (where ffi/tests/c_abi.rs checks them).
+      build x86 limits "$ctests/limits.c" shared
+      build arm limits "$ctests/limits.c" shared
+      "$work/x86/limits" "$work/model" "${images[0]}" > "$work/limits.x86.txt" || fail "limits (x86-64)"
+      run_arm "$work/arm/limits" "$work/model" "${images[0]}" > "$work/limits.arm.txt" || fail "limits (aarch64)"
+      cmp -s "$work/limits.x86.txt" "$work/limits.arm.txt" || fail "limits: x86-64 and aarch64 disagree"
+      echo "limits (aarch64): $(wc -l < "$work/limits.arm.txt") lines as on x86-64"
+    fi
     if [ -f "$ctests/threads.c" ]; then
       build arm threads "$ctests/threads.c" shared -pthread
       local out

@@ -61,7 +61,7 @@ pub fn attention_segments(
     out: &mut [f32],
     probs: Option<&mut [f32]>,
 ) {
-    attend(qkv, lens, None, heads, head_dim, mask, (out, None), probs)
+    attention_segments_to(qkv, lens, heads, head_dim, mask, out, None, probs)
 }
 
 /// As [`attention_segments`], writing the contexts in `layout` when given

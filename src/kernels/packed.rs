@@ -8,6 +8,12 @@
 //! and are widened inside the micro-kernel. A product then streams each panel
 //! once from memory while the activations stay in cache.
 //!
+//! The activations are packed too, per product, in row blocks of depth
+//! blocks ([`RowBlocks`]). The step that computes them can write them there
+//! directly: a layer norm as the product packs its rows ([`Input::Normed`]),
+//! attention's contexts and an activated product's outputs ([`Dest::Packed`])
+//! for the next product to read as they are ([`Input::Packed`]).
+//!
 //! The micro-kernel exists for x86-64 with AVX-512 ([`super::avx512`]); on
 //! other CPUs [`PackedLinear::pack`] returns `None` and callers use `gemm`.
 
