@@ -287,8 +287,7 @@ impl Encoder {
     /// `h += fc2(act(fc1(layer_norm2(h))))`, with `normed` and `mlp` (of at
     /// least `rows` rows, packed) as scratch. `layer_norm2` is applied as
     /// `fc1` packs its input, and `fc1` writes its output where `fc2` reads
-    /// it when both run on the packed kernel and `fc2`'s input is one row
-    /// block (up to 85 rows at B/32's depth: an image, a few captions).
+    /// it when `fc2` runs on the packed kernel.
     fn mlp_block(
         &self,
         layer: &EncoderLayer,
@@ -299,7 +298,7 @@ impl Encoder {
         threads: usize,
     ) {
         let (d, f) = (self.hidden, self.intermediate);
-        let fc2_in = layer.fc2.input_layout(rows).filter(RowBlocks::one_block);
+        let fc2_in = layer.fc2.input_layout(rows);
         let (x, act) = (Input::Normed(h, &layer.layer_norm2), Epilogue::Activate(self.act));
         let (fc1, normed) = (&layer.fc1, &mut normed[..rows * d]);
         match &fc2_in {

@@ -24,6 +24,7 @@ use super::team;
 use crate::config::Activation;
 use crate::weights::WeightView;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Output features per panel: two 16-lane vectors.
 pub(crate) const NR: usize = 32;
@@ -212,13 +213,7 @@ impl Epilogue {
     /// # Safety
     /// `out` addresses those rows and columns, and nothing else accesses
     /// them meanwhile.
-    pub unsafe fn finish(
-        self,
-        out: OutPtr,
-        out_rs: usize,
-        rows: std::ops::Range<usize>,
-        cols: std::ops::Range<usize>,
-    ) {
+    pub unsafe fn finish(self, out: OutPtr, out_rs: usize, rows: Range<usize>, cols: Range<usize>) {
         if let Epilogue::Activate(act) = self {
             let f = activation_fn(act);
             for i in rows {
@@ -238,7 +233,7 @@ pub(crate) enum Dest<'a> {
     Rows(usize),
     /// In the layout the packed kernel reads its activations in (the next
     /// product's input, packed as it is computed, with no copy and no step
-    /// of its own); one row block (see [`RowBlocks::one_block`]).
+    /// of its own).
     Packed(&'a RowBlocks),
 }
 
@@ -252,37 +247,43 @@ impl Dest<'_> {
         }
     }
 
-    /// `cols` cut where the layout's rows are not contiguous.
-    fn runs(self, cols: std::ops::Range<usize>) -> impl Iterator<Item = std::ops::Range<usize>> {
-        let step = match self {
-            Dest::Rows(_) => usize::MAX,
-            Dest::Packed(_) => KC,
-        };
-        let end = cols.end;
-        let mut at = cols.start;
-        std::iter::from_fn(move || {
-            (at < end).then(|| {
-                let next = end.min((at / step).saturating_add(1).saturating_mul(step));
-                let run = at..next;
-                at = next;
-                run
-            })
-        })
+    /// `cols` cut where the layout's rows are not contiguous (depth blocks).
+    fn runs(self, cols: Range<usize>) -> impl Iterator<Item = Range<usize>> {
+        cut_at(cols, if let Dest::Packed(_) = self { KC } else { usize::MAX })
     }
+
+    /// `rows` cut where the layout's row stride is not constant (its row
+    /// blocks).
+    fn row_runs(self, rows: Range<usize>) -> impl Iterator<Item = Range<usize>> {
+        cut_at(rows, if let Dest::Packed(l) = self { l.mc } else { usize::MAX })
+    }
+}
+
+/// `range` cut at the multiples of `step`.
+fn cut_at(range: Range<usize>, step: usize) -> impl Iterator<Item = Range<usize>> {
+    let (mut at, end) = (range.start, range.end);
+    std::iter::from_fn(move || {
+        (at < end).then(|| {
+            let next = end.min((at / step).saturating_add(1).saturating_mul(step));
+            let run = at..next;
+            at = next;
+            run
+        })
+    })
 }
 
 /// A share of a product: row blocks `rows` (indices of blocks of `mc` rows)
 /// times panels `p0..p1`.
 #[derive(Clone)]
 pub(crate) struct Share {
-    pub rows: std::ops::Range<usize>,
+    pub rows: Range<usize>,
     pub p0: usize,
     pub p1: usize,
 }
 
 impl Share {
     /// Row blocks `rows` times panel range `c` of `panels` cut in `chunks`.
-    fn cut(rows: std::ops::Range<usize>, panels: usize, c: usize, chunks: usize) -> Share {
+    fn cut(rows: Range<usize>, panels: usize, c: usize, chunks: usize) -> Share {
         Share { rows, p0: panels * c / chunks, p1: panels * (c + 1) / chunks }
     }
 }
@@ -403,7 +404,7 @@ impl PackedLinear {
     ///
     /// # Panics
     /// If `x` or `out` is too short, or `dest` is a layout of another shape
-    /// or of several row blocks (an internal bug).
+    /// (an internal bug).
     pub fn forward_to(
         &self,
         x: Input<'_>,
@@ -422,7 +423,7 @@ impl PackedLinear {
                 assert!(rs >= self.n && out.len() >= (m - 1) * rs + self.n, "packed gemm: output")
             }
             Dest::Packed(l) => assert!(
-                l.m == m && l.k == self.n && l.mc >= m && out.len() >= l.len(),
+                l.m == m && l.k == self.n && out.len() >= l.len(),
                 "packed gemm: output layout"
             ),
         }
@@ -467,7 +468,7 @@ impl PackedLinear {
     /// # Safety
     /// `a` is the activations packed by `blocks` (for this layer's `k`);
     /// `out` addresses `blocks.m` rows of `n` elements as `dest` lays them
-    /// out (a [`Dest::Packed`] layout of one row block), and no one else
+    /// out, and no one else
     /// accesses this share's rows and columns meanwhile.
     unsafe fn run_share(
         &self,
@@ -484,9 +485,22 @@ impl PackedLinear {
         let base = self.data.as_ptr();
         let es = self.dtype.size();
         let mut wide: Vec<Line> = Vec::new();
+        let mut tiles = Vec::new();
         for m0 in (rows.start * blocks.mc..blocks.m.min(rows.end * blocks.mc)).step_by(blocks.mc) {
             let mlen = blocks.mc.min(blocks.m - m0);
-            let ntiles = mlen.div_ceil(MR_MAX);
+            // Near-equal tiles of at most `MR_MAX` rows (first row and
+            // height, from `m0`), none across a row block of the destination.
+            tiles.clear();
+            for run in dest.row_runs(m0..m0 + mlen) {
+                let n = run.len().div_ceil(MR_MAX);
+                let mut r0 = run.start - m0;
+                tiles.extend((0..n).map(|t| {
+                    let rows = tile_rows(run.len(), n, t);
+                    r0 += rows;
+                    (r0 - rows, rows)
+                }));
+            }
+            let ntiles = tiles.len();
             for p in p0..p1 {
                 let n_valid = NR.min(self.n - p * NR);
                 for kb in 0..k.div_ceil(KC).max(1) {
@@ -531,11 +545,10 @@ impl PackedLinear {
                         };
                         // This part's share of the next slice's lines.
                         let (l0, l1) = (lines * part / parts, lines * (part + 1) / parts);
-                        let mut r0 = 0;
-                        for t in 0..ntiles {
-                            let rows = tile_rows(mlen, ntiles, t);
+                        for (t, &(r0, rows)) in tiles.iter().enumerate() {
                             // A tile's columns lie in one depth block of a
-                            // packed destination (`KC` is a multiple of `NR`).
+                            // packed destination (`KC` is a multiple of `NR`),
+                            // its rows in one row block.
                             let (at, ldc) = dest.at(m0 + r0, p * NR);
                             let (next, next_lines) =
                                 next_share(next.wrapping_add(l0 * 64), l1 - l0, t, ntiles);
@@ -551,16 +564,18 @@ impl PackedLinear {
                                 prefetch: t == 0 && dtype == self.dtype,
                             };
                             kernel(dtype, rows, sk, b, &tile);
-                            r0 += rows;
                         }
                     }
                 }
             }
-            for cols in dest.runs(p0 * NR..self.n.min(p1 * NR)) {
-                let (at, rs) = dest.at(m0, cols.start);
-                // SAFETY: these are this share's rows and columns (see above),
-                // `mlen` rows of `cols.len()` from `at` at stride `rs`.
-                epilogue.finish(OutPtr(out.get().add(at)), rs, 0..mlen, 0..cols.len());
+            for rows in dest.row_runs(m0..m0 + mlen) {
+                for cols in dest.runs(p0 * NR..self.n.min(p1 * NR)) {
+                    let (at, rs) = dest.at(rows.start, cols.start);
+                    // SAFETY: these are this share's rows and columns (see
+                    // above), `rows.len()` rows of `cols.len()` from `at` at
+                    // stride `rs`.
+                    epilogue.finish(OutPtr(out.get().add(at)), rs, 0..rows.len(), 0..cols.len());
+                }
             }
         }
     }
@@ -625,11 +640,6 @@ impl RowBlocks {
     /// Floats the packed buffer takes.
     pub(crate) fn len(&self) -> usize {
         packed_len(self.m, self.k)
-    }
-
-    /// Whether all rows are one row block (what [`Dest::Packed`] needs).
-    pub(crate) fn one_block(&self) -> bool {
-        self.mc >= self.m
     }
 
     /// Where activation `(row, col)` is in the packed buffer; the next
@@ -926,15 +936,17 @@ mod tests {
     /// The other forms of input and output give the plain product's numbers
     /// bit for bit: rows normalised while packed (against `layer_norm`
     /// first), results written packed (read back by `unpack`, with a last
-    /// panel of fewer than `NR` columns) and rows read packed by the next
-    /// product.
+    /// panel of fewer than `NR` columns, and into several row blocks) and
+    /// rows read packed by the next product.
     #[test]
     fn packed_inputs_and_outputs_match_plain_ones() {
         use crate::kernels::norm::{layer_norm, LayerNorm};
         if !available() {
             return;
         }
-        for (m, n, k) in [(50, 3072, 768), (7, 100, 300), (85, 64, 3000)] {
+        // The last: the destination has three row blocks of 67 rows, the
+        // first product one of 200.
+        for (m, n, k) in [(50, 3072, 768), (7, 100, 300), (85, 64, 3000), (200, 3072, 64)] {
             let x = pseudo(m * k, 1);
             let mat = |n: usize, k: usize, seed| Mat {
                 weight: WeightTensor::from_f32_as(&pseudo(n * k, seed), vec![n, k], DType::F32),
@@ -957,7 +969,6 @@ mod tests {
                 first.forward(Input::Normed(&x, &ln), m, &mut got, n, act, threads);
                 assert!(got == want, "normed m={m} n={n} k={k} t={threads}");
                 let layout = RowBlocks::new(m, n);
-                assert!(layout.one_block());
                 let mut a = vec![f32::NAN; layout.len()];
                 first.forward_to(
                     Input::Normed(&x, &ln),
@@ -984,7 +995,7 @@ mod tests {
     fn layout_writes_pack_and_unpack() {
         let (m, k) = (300, 1000);
         let layout = RowBlocks::new(m, k);
-        assert!(!layout.one_block());
+        assert!(layout.mc < m);
         let x = pseudo(m * k, 7);
         let mut packed = vec![0.0; layout.len()];
         layout.pack(Input::Rows(&x), &mut packed, 2);
