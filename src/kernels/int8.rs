@@ -12,10 +12,10 @@
 
 use super::lane_fold;
 use super::matmul::{Input, Mat};
-use super::norm::{normalize_segment, row_stats};
+use super::norm::normalize_row;
 use super::packed::{
     balanced_blocks, next_share, release_pages, split_work, threads_for, tile_rows, Epilogue,
-    OutPtr, PanelMemory, RowBlocks, Share, Stack, MR_MAX, NR,
+    OutPtr, PanelMemory, Share, Stack, MR_MAX, NR,
 };
 use super::team;
 use rayon::prelude::*;
@@ -110,10 +110,8 @@ impl Int8Linear {
             Input::Rows(x) => (x, None),
             Input::Normed(x, ln) => (x, Some(ln)),
             // (Only when the precision changed during a pass.)
-            Input::Packed(a) => {
-                let mut rows = vec![0.0; m * self.k];
-                RowBlocks::new(m, self.k).unpack(a, &mut rows);
-                unpacked = rows;
+            Input::Packed(_) => {
+                unpacked = x.resolve(m, self.k, &mut []);
                 (&unpacked[..], None)
             }
         };
@@ -137,8 +135,7 @@ impl Int8Linear {
                 *s = match ln {
                     Some(ln) => {
                         normed.resize(k, 0.0);
-                        let (mean, rstd) = row_stats(row, ln.eps);
-                        normalize_segment(row, &ln.weight, &ln.bias, mean, rstd, &mut normed);
+                        normalize_row(row, ln, &mut normed);
                         quantize_row(&normed, dst)
                     }
                     None => quantize_row(row, dst),
@@ -403,6 +400,7 @@ mod tests {
     #[test]
     fn normed_and_packed_inputs_match_plain_rows() {
         use crate::kernels::norm::{layer_norm, LayerNorm};
+        use crate::kernels::packed::RowBlocks;
         if !available() {
             return;
         }

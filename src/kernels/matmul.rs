@@ -136,29 +136,28 @@ impl<'a> Input<'a> {
     /// when it holds `m * k` (else into a new buffer). (A packed input meets
     /// a kernel other than the packed one only when the model's precision
     /// changed during the pass.)
-    fn resolve<'s>(self, m: usize, k: usize, scratch: &'s mut [f32]) -> Cow<'s, [f32]>
+    pub(crate) fn resolve<'s>(self, m: usize, k: usize, scratch: &'s mut [f32]) -> Cow<'s, [f32]>
     where
         'a: 's,
     {
         let n = m * k;
-        let mut own = Vec::new();
-        let dst = if scratch.len() >= n {
-            &mut scratch[..n]
-        } else if matches!(self, Input::Rows(_)) {
-            &mut []
-        } else {
-            own.resize(n, 0.0);
-            &mut own[..]
-        };
-        match self {
-            Input::Rows(x) => return Cow::Borrowed(x),
+        // The rows of `self` into `dst` (`n` long).
+        let write = |dst: &mut [f32]| match self {
+            Input::Rows(x) => dst.copy_from_slice(&x[..n]),
             Input::Normed(x, ln) => layer_norm(&x[..n], ln, dst),
             Input::Packed(a) => RowBlocks::new(m, k).unpack(a, dst),
-        }
-        if own.is_empty() {
-            Cow::Borrowed(&scratch[..n])
-        } else {
-            Cow::Owned(own)
+        };
+        match self {
+            Input::Rows(x) => Cow::Borrowed(x),
+            _ if scratch.len() >= n => {
+                write(&mut scratch[..n]);
+                Cow::Borrowed(&scratch[..n])
+            }
+            _ => {
+                let mut own = vec![0.0; n];
+                write(&mut own);
+                Cow::Owned(own)
+            }
         }
     }
 }
@@ -372,16 +371,7 @@ fn block_rows(in_features: usize) -> usize {
 /// `threads` threads.
 pub fn linear(x: &[f32], m: usize, layer: &Linear, out: &mut [f32], threads: usize) {
     debug_assert_eq!(out.len(), m * layer.mat.out_features);
-    linear_into(
-        Input::Rows(x),
-        &mut [],
-        m,
-        layer,
-        out,
-        layer.mat.out_features,
-        Epilogue::Store,
-        threads,
-    )
+    linear_into(x, m, layer, out, layer.mat.out_features, Epilogue::Store, threads)
 }
 
 /// `out[m, out_features] = act(x[m, in_features] · W^T + b)`: with the
@@ -396,16 +386,14 @@ pub fn linear_activated(
     threads: usize,
 ) {
     debug_assert_eq!(out.len(), m * layer.mat.out_features);
-    let n = layer.mat.out_features;
-    linear_into(Input::Rows(x), &mut [], m, layer, out, n, Epilogue::Activate(act), threads)
+    linear_into(x, m, layer, out, layer.mat.out_features, Epilogue::Activate(act), threads)
 }
 
 /// `out[m, out_features] += x[m, in_features] · W^T + b` (a residual
 /// connection fused into the product).
 pub fn linear_accumulate(x: &[f32], m: usize, layer: &Linear, out: &mut [f32], threads: usize) {
     debug_assert_eq!(out.len(), m * layer.mat.out_features);
-    let n = layer.mat.out_features;
-    linear_into(Input::Rows(x), &mut [], m, layer, out, n, Epilogue::Accumulate, threads)
+    linear_into(x, m, layer, out, layer.mat.out_features, Epilogue::Accumulate, threads)
 }
 
 /// As [`linear`], writing row `i` of the result at `out[i * out_rs..]`
@@ -418,13 +406,12 @@ pub fn linear_strided(
     out_rs: usize,
     threads: usize,
 ) {
-    linear_into(Input::Rows(x), &mut [], m, layer, out, out_rs, Epilogue::Store, threads)
+    linear_into(x, m, layer, out, out_rs, Epilogue::Store, threads)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// [`linear_to`] from rows of `x` to rows of `out` (stride `out_rs`).
 fn linear_into(
-    x: Input<'_>,
-    scratch: &mut [f32],
+    x: &[f32],
     m: usize,
     layer: &Linear,
     out: &mut [f32],
@@ -432,14 +419,16 @@ fn linear_into(
     epilogue: Epilogue,
     threads: usize,
 ) {
-    linear_to(x, scratch, m, layer, out, Dest::Rows(out_rs), epilogue, threads)
+    debug_assert_eq!(x.len(), m * layer.mat.in_features);
+    let dest = Dest::Rows(out_rs);
+    linear_to(Input::Rows(x), &mut [], m, layer, out, dest, epilogue, threads)
 }
 
 /// `x W^T + b` for the `m` rows of `x` (see [`Input`]; `scratch`, `m * k`
 /// long or empty, takes normalised or unpacked rows for kernels that need
 /// them), written to `out` as `dest` lays rows out and finished by
 /// `epilogue`. A [`Dest::Packed`] layout comes from the next layer's
-/// [`Linear::input_layout`] and has one row block.
+/// [`Linear::input_layout`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_to(
     x: Input<'_>,

@@ -36,8 +36,8 @@ pub fn layer_norm(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
     }
 }
 
-/// One row of `layer_norm`.
-fn normalize_row(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
+/// One row of [`layer_norm`] (for callers that normalise row by row).
+pub(crate) fn normalize_row(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
     let (mean, rstd) = row_stats(x, ln.eps);
     normalize_segment(x, &ln.weight, &ln.bias, mean, rstd, out);
 }

@@ -468,8 +468,8 @@ impl PackedLinear {
     /// # Safety
     /// `a` is the activations packed by `blocks` (for this layer's `k`);
     /// `out` addresses `blocks.m` rows of `n` elements as `dest` lays them
-    /// out, and no one else
-    /// accesses this share's rows and columns meanwhile.
+    /// out, and no one else accesses this share's rows and columns
+    /// meanwhile.
     unsafe fn run_share(
         &self,
         a: &[f32],
@@ -684,8 +684,6 @@ impl RowBlocks {
         assert!(a.len() >= len && !matches!(x, Input::Packed(_)), "packing: buffer");
         let dst = OutPtr(a.as_mut_ptr());
         let pack_row = |i: usize| {
-            let m0 = i / self.mc * self.mc;
-            let mlen = self.mc.min(m - m0);
             let src = &x.rows()[i * k..][..k];
             let stats = match x {
                 Input::Normed(_, ln) => Some((ln, row_stats(src, ln.eps))),
@@ -694,7 +692,7 @@ impl RowBlocks {
             for kb in 0..k.div_ceil(KC) {
                 let k0 = kb * KC;
                 let kc = KC.min(k - k0);
-                let at = self.offset(m0, mlen, kb) + (i - m0) * LDA;
+                let at = self.index(i, k0);
                 // SAFETY: row `i` of depth block `kb` owns `a[at..at + kc]`
                 // (rows are `LDA >= kc` apart and blocks do not overlap), so no
                 // other task writes there, and `at + kc <= len <= a.len()`.
