@@ -811,28 +811,31 @@ unsafe fn widen(_: PanelType, _: *const u8, _: &mut [f32]) {
 unsafe fn kernel(dtype: PanelType, rows: usize, kc: usize, b: *const u8, t: &Tile) {
     use super::avx512::kernel as k;
     macro_rules! by_rows {
-        ($dt:expr) => {
+        ($dt:expr, $l1:expr) => {
             match rows {
-                1 => k::<1, { $dt }>(kc, b, t),
-                2 => k::<2, { $dt }>(kc, b, t),
-                3 => k::<3, { $dt }>(kc, b, t),
-                4 => k::<4, { $dt }>(kc, b, t),
-                5 => k::<5, { $dt }>(kc, b, t),
-                6 => k::<6, { $dt }>(kc, b, t),
-                7 => k::<7, { $dt }>(kc, b, t),
-                8 => k::<8, { $dt }>(kc, b, t),
-                9 => k::<9, { $dt }>(kc, b, t),
-                10 => k::<10, { $dt }>(kc, b, t),
-                11 => k::<11, { $dt }>(kc, b, t),
-                _ => k::<12, { $dt }>(kc, b, t),
+                1 => k::<1, { $dt }, $l1>(kc, b, t),
+                2 => k::<2, { $dt }, $l1>(kc, b, t),
+                3 => k::<3, { $dt }, $l1>(kc, b, t),
+                4 => k::<4, { $dt }, $l1>(kc, b, t),
+                5 => k::<5, { $dt }, $l1>(kc, b, t),
+                6 => k::<6, { $dt }, $l1>(kc, b, t),
+                7 => k::<7, { $dt }, $l1>(kc, b, t),
+                8 => k::<8, { $dt }, $l1>(kc, b, t),
+                9 => k::<9, { $dt }, $l1>(kc, b, t),
+                10 => k::<10, { $dt }, $l1>(kc, b, t),
+                11 => k::<11, { $dt }, $l1>(kc, b, t),
+                _ => k::<12, { $dt }, $l1>(kc, b, t),
             }
         };
     }
-    use super::avx512::{DT_BF16, DT_F16, DT_F32};
-    match dtype {
-        PanelType::F32 => by_rows!(DT_F32),
-        PanelType::F16 => by_rows!(DT_F16),
-        PanelType::BF16 => by_rows!(DT_BF16),
+    use super::avx512::{spread_into_l1, DT_BF16, DT_F16, DT_F32};
+    match (dtype, spread_into_l1()) {
+        (PanelType::F32, false) => by_rows!(DT_F32, false),
+        (PanelType::F32, true) => by_rows!(DT_F32, true),
+        (PanelType::F16, false) => by_rows!(DT_F16, false),
+        (PanelType::F16, true) => by_rows!(DT_F16, true),
+        (PanelType::BF16, false) => by_rows!(DT_BF16, false),
+        (PanelType::BF16, true) => by_rows!(DT_BF16, true),
     }
 }
 
