@@ -84,12 +84,12 @@ impl<const L1: bool> Spread<L1> {
 /// Zen 4 documents `prefetcht1` as filling L2 but is reported to drop it at
 /// times (the line then still in memory when the first tile reads it);
 /// `prefetcht0` is honoured. In-process A/B on a 2-core AMD EPYC (Zen 4)
-/// VM, B/32 shapes: images at batch 1 +1.5% [quartiles 1.000-1.033] over
-/// 400 pairs and +1.7% over 150 (their weights stream from memory), batch
-/// 4 +0.3%, batch 16 -0.2% and 64 captions +0.3% (their slices are reused
-/// from cache: neutral); `prefetchnta` +1.9% at batch 1, `prefetcht2`
-/// +0.7%. Intel CPUs keep `prefetcht1`, measured on a Xeon (no
-/// `prefetcht0` variant measured there: its 48 KiB L1 behaves otherwise).
+/// VM, B/32 shapes: images at batch 1 +2.2% [quartiles 1.003-1.042] over
+/// 300 pairs (F16 +1.1%; their weights stream from memory); batch 4,
+/// batch 16 and 64 captions within 0.5% (their slices are reused from
+/// cache); `prefetchnta` +1.9% at batch 1, `prefetcht2` +0.7%. Intel CPUs
+/// keep `prefetcht1`, measured on a Xeon (`prefetcht0` was not measured
+/// there; its 48 KiB L1 may take the next slice differently).
 pub(crate) fn spread_into_l1() -> bool {
     static AMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AMD.get_or_init(|| {
