@@ -87,7 +87,9 @@ impl<const L1: bool> Spread<L1> {
 /// VM, B/32 shapes: images at batch 1 +2.2% [quartiles 1.003-1.042] over
 /// 300 pairs (F16 +1.1%; their weights stream from memory); batch 4,
 /// batch 16 and 64 captions within 0.5% (their slices are reused from
-/// cache); `prefetchnta` +1.9% at batch 1, `prefetcht2` +0.7%. Intel CPUs
+/// cache); `prefetchnta` +1.9% at batch 1, `prefetcht2` +0.7%. The int8
+/// kernel likewise: batch 1 +2.5% [1.009-1.043] 300 pairs, batch 16 +1.2%,
+/// 64 captions +0.5%. Intel CPUs
 /// keep `prefetcht1`, measured on a Xeon (`prefetcht0` was not measured
 /// there; its 48 KiB L1 may take the next slice differently).
 pub(crate) fn spread_into_l1() -> bool {
@@ -196,9 +198,13 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8, const L1: bool>(
 /// `t.bias` unless null) at `NR` elements; `t.c` at `ROWS` rows of
 /// `t.n_valid` f32 (stride `t.ldc`) that only this call accesses.
 #[target_feature(enable = "avx512f,avx512vnni")]
-pub(crate) unsafe fn kernel_i8<const ROWS: usize>(groups: usize, b: *const u8, t: &TileI8) {
+pub(crate) unsafe fn kernel_i8<const ROWS: usize, const L1: bool>(
+    groups: usize,
+    b: *const u8,
+    t: &TileI8,
+) {
     let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
-    let mut share = Spread::<false>::new(t.next, t.next_lines, groups);
+    let mut share = Spread::<L1>::new(t.next, t.next_lines, groups);
     for g in 0..groups {
         share.step();
         let b0 = _mm512_loadu_si512(b.add(g * 4 * NR).cast());
