@@ -89,9 +89,9 @@ impl<const L1: bool> Spread<L1> {
 /// batch 16 and 64 captions within 0.5% (their slices are reused from
 /// cache); `prefetchnta` +1.9% at batch 1, `prefetcht2` +0.7%. The int8
 /// kernel likewise: batch 1 +2.5% [1.009-1.043] 300 pairs, batch 16 +1.2%,
-/// 64 captions +0.5%. Intel CPUs
-/// keep `prefetcht1`, measured on a Xeon (`prefetcht0` was not measured
-/// there; its 48 KiB L1 may take the next slice differently).
+/// 64 captions +0.5%. Intel CPUs keep `prefetcht1`, measured on a Xeon
+/// (`prefetcht0` was not measured there; its 48 KiB L1 may take the next
+/// slice differently).
 pub(crate) fn spread_into_l1() -> bool {
     static AMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AMD.get_or_init(|| {
