@@ -4,7 +4,8 @@
 //! Put the change behind `clip::kernels::experiment::on()` (temporarily,
 //! not committed), then
 //! `cargo bench --bench ab --features ab-experiment -- [BATCH] [PAIRS] [f32|f16|int8] [image|text]`
-//! (defaults 1 200 f32 image; int8 is F32 weights at `Precision::Int8`; `CLIP_AB_ACT=gelu` swaps the MLP activation).
+//! (defaults 1 200 f32 image; int8 is F32 weights at `Precision::Int8`; `CLIP_AB_ACT=gelu` swaps the MLP activation;
+//! `CLIP_AB_TOKENS=77` makes the texts 77 tokens long).
 //! One process builds the B/32-shaped model (random weights) once and times
 //! calls in pairs, the switch off and on (order alternating), and prints
 //! the median of the per-pair ratios with its quartiles: neighbours slow
@@ -39,8 +40,12 @@ fn main() {
     let n = batch * 3 * 224 * 224;
     let pixels: Vec<f32> = (0..n).map(|i| ((i % 255) as f32) / 255.0 - 0.5).collect();
     let px = Tensor::new(vec![batch, 3, 224, 224], pixels).expect("pixels");
-    // Captions of 13 tokens: start, 11 words, end.
-    let caption: Vec<u32> = std::iter::once(49406).chain(321..332).chain([49407]).collect();
+    // Captions of 13 tokens (start, 11 words, end), or `CLIP_AB_TOKENS`
+    // (at most 77: 77 is a caption padded to the context length).
+    let tokens: usize =
+        std::env::var("CLIP_AB_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(13);
+    let words = 321..321 + tokens.clamp(2, 77) as u32 - 2;
+    let caption: Vec<u32> = std::iter::once(49406).chain(words).chain([49407]).collect();
     let ids = vec![caption; batch];
     let features = || {
         if text {

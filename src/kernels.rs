@@ -1,5 +1,7 @@
-//! Numeric kernels: matrix products (on the `gemm` crate), layer norm,
-//! softmax, activations and multi-head attention.
+//! Numeric kernels: matrix products, layer norm, softmax, activations and
+//! multi-head attention. The products run on packed AVX-512 micro-kernels
+//! where the CPU has AVX-512F (`packed`, `avx512`, `int8`,
+//! `attention_avx512`) and on the `gemm` crate elsewhere.
 //!
 //! All arithmetic is f32 with f32 accumulation inside the GEMM (as PyTorch on
 //! the CPU); f16/bf16 weights are widened to f32 block by block inside
@@ -61,6 +63,8 @@ pub(crate) mod experiment {
 
 mod activation;
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod int8;

@@ -1,6 +1,12 @@
 //! Multi-head scaled dot-product attention, as transformers' eager
 //! `CLIPAttention`: `softmax(q k^T * head_dim^-0.5 + mask) v`.
+//!
+//! One task per (sequence, head); a head's two products run on the
+//! AVX-512 kernels of `attention_avx512` where the CPU has them, else on
+//! the `gemm` crate.
 
+#[cfg(target_arch = "x86_64")]
+use super::attention_avx512 as head_avx512;
 use super::matmul::{gemm_f32, GemmOperand};
 use super::packed::{OutPtr, RowBlocks};
 use super::softmax_rows;
@@ -151,12 +157,20 @@ fn attend(
         first += len;
     }
     let out_ptr = OutPtr(out.as_mut_ptr());
-    let task = |t: Task, scores: &mut [f32], ctx: &mut [f32]| {
+    let task = |t: Task, scores: &mut [f32], ctx: &mut [f32], kt: &mut [f32]| {
         let Task { first, len, head, q0, queries, out_row } = t;
         let base = first * row + head * head_dim;
-        let q = GemmOperand { data: &qkv[base + q0 * row..], row_stride: row, col_stride: 1 };
-        let kt = GemmOperand { data: &qkv[base + d..], row_stride: 1, col_stride: row };
-        gemm_f32(queries, len, head_dim, scores, len, false, q, kt, scale, 1);
+        let h = HeadRows {
+            q: &qkv[base + q0 * row..],
+            k: &qkv[base + d..],
+            v: &qkv[base + 2 * d..],
+            row,
+            head_dim,
+        };
+        let causal = matches!(mask, AttentionMask::Causal { .. });
+        // Under the causal mask a query sees the keys up to its own.
+        let visible = |i: usize| if causal { q0 + i + 1 } else { len };
+        head_scores(h, queries, len, &visible, scale, kt, scores);
         if let AttentionMask::Causal { key_mask } = mask {
             for (i, srow) in scores.chunks_exact_mut(len).enumerate() {
                 for (j, s) in srow.iter_mut().enumerate() {
@@ -170,9 +184,7 @@ fn attend(
             }
         }
         softmax_rows(scores, len);
-        let p = GemmOperand { data: scores, row_stride: len, col_stride: 1 };
-        let v = GemmOperand { data: &qkv[base + 2 * d..], row_stride: row, col_stride: 1 };
-        gemm_f32(queries, head_dim, len, ctx, head_dim, false, p, v, 1.0, 1);
+        head_contexts(h, scores, queries, len, &visible, ctx);
         for (i, c) in ctx.chunks_exact(head_dim).enumerate() {
             // SAFETY: row `out_row + i` of `out` has `d` elements, as rows
             // of `d` or in `layout` (asserted above: queries of different
@@ -195,6 +207,9 @@ fn attend(
     };
     let longest = lens.iter().copied().max().unwrap_or(0);
     let most_queries = if picks.is_some() { 1 } else { longest };
+    // The keys of one head, transposed (the AVX-512 products only).
+    let (ctx_len, kt_len) =
+        (most_queries * head_dim, if head_kernels() { head_dim * padded(longest) } else { 0 });
     match probs {
         Some(probs) => {
             assert_eq!(probs.len(), lens.iter().map(|l| heads * l * l).sum::<usize>());
@@ -205,25 +220,98 @@ fn attend(
                 rest = r;
                 with_probs.push((t, p));
             }
-            // Per thread: the contexts of one head (the scores are `probs`).
-            let scratch = || vec![0.0f32; most_queries * head_dim];
-            with_probs
-                .into_par_iter()
-                .for_each_init(scratch, |ctx, (t, p)| task(t, p, &mut ctx[..t.queries * head_dim]));
+            // Per thread: the contexts and keys of one head (the scores are `probs`).
+            let scratch = || vec![0.0f32; ctx_len + kt_len];
+            with_probs.into_par_iter().for_each_init(scratch, |scratch, (t, p)| {
+                let (ctx, kt) = scratch.split_at_mut(ctx_len);
+                task(t, p, &mut ctx[..t.queries * head_dim], kt)
+            });
         }
         None => {
-            // Per thread: scores and contexts of one head, reused.
-            let (scores_len, ctx_len) = (most_queries * longest, most_queries * head_dim);
+            // Per thread: scores, contexts and keys of one head, reused.
+            let scores_len = most_queries * longest;
             team::for_each(tasks.len(), |i| {
                 let t = tasks[i];
                 let mut scratch = SCRATCH.take();
-                scratch.resize(scratch.len().max(scores_len + ctx_len), 0.0);
-                let (scores, ctx) = scratch.split_at_mut(scores_len);
-                task(t, &mut scores[..t.queries * t.len], &mut ctx[..t.queries * head_dim]);
+                scratch.resize(scratch.len().max(scores_len + ctx_len + kt_len), 0.0);
+                let (scores, rest) = scratch.split_at_mut(scores_len);
+                let (ctx, kt) = rest.split_at_mut(ctx_len);
+                task(t, &mut scores[..t.queries * t.len], &mut ctx[..t.queries * head_dim], kt);
                 SCRATCH.set(scratch);
             })
         }
     }
+}
+
+/// One head's operands in the fused projection buffer: row `i` of the
+/// queries starts at `q[i * row]`, of the keys at `k[i * row]`, of the
+/// values at `v[i * row]`, each `head_dim` wide.
+#[derive(Clone, Copy)]
+pub(crate) struct HeadRows<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub row: usize,
+    pub head_dim: usize,
+}
+
+/// Whether the heads' products run on the AVX-512 kernels of
+/// [`head_avx512`] (the CPU has them and the packed kernel is not
+/// switched off), rather than on the `gemm` crate.
+fn head_kernels() -> bool {
+    cfg!(target_arch = "x86_64") && super::packed::available()
+}
+
+/// `len` rounded up to a whole vector of 16: the row length of the keys
+/// transposed for the AVX-512 products.
+pub(super) fn padded(len: usize) -> usize {
+    len.div_ceil(16) * 16
+}
+
+/// `scores` (`[queries, len]`) = `q k^T * scale` for one head; `kt` is
+/// scratch for the AVX-512 kernel (`head_dim * padded(len)`). Scores the
+/// causal mask hides (query `i`'s from key `visible(i)` on) may be left
+/// zero rather than computed.
+fn head_scores(
+    h: HeadRows<'_>,
+    queries: usize,
+    len: usize,
+    visible: &dyn Fn(usize) -> usize,
+    scale: f32,
+    kt: &mut [f32],
+    scores: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if head_kernels() {
+        // SAFETY: `head_kernels()` implies the CPU has AVX-512F.
+        return unsafe { head_avx512::scores(h, queries, len, visible, scale, kt, scores) };
+    }
+    let _ = (visible, kt);
+    let q = GemmOperand { data: h.q, row_stride: h.row, col_stride: 1 };
+    let k = GemmOperand { data: h.k, row_stride: 1, col_stride: h.row };
+    gemm_f32(queries, len, h.head_dim, scores, len, false, q, k, scale, 1);
+}
+
+/// `ctx` (`[queries, head_dim]`) = `p v` for one head, `p` being the
+/// `[queries, len]` weights, of which query `i`'s from key `visible(i)` on
+/// are zero (the AVX-512 kernel skips them).
+fn head_contexts(
+    h: HeadRows<'_>,
+    p: &[f32],
+    queries: usize,
+    len: usize,
+    visible: &dyn Fn(usize) -> usize,
+    ctx: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if head_kernels() {
+        // SAFETY: `head_kernels()` implies the CPU has AVX-512F.
+        return unsafe { head_avx512::contexts(h, p, queries, len, visible, ctx) };
+    }
+    let _ = visible;
+    let p = GemmOperand { data: p, row_stride: len, col_stride: 1 };
+    let v = GemmOperand { data: h.v, row_stride: h.row, col_stride: 1 };
+    gemm_f32(queries, h.head_dim, len, ctx, h.head_dim, false, p, v, 1.0, 1);
 }
 
 thread_local! {
