@@ -17,6 +17,28 @@ const PREFETCH_ROWS: usize = 16;
 /// bookkeeping runs once a group).
 const UNROLL: usize = 4;
 
+/// Evaluates `$call` with the const `$R` set to the runtime tile height
+/// `$rows` (1 to 12; more is 12): how the packed and int8 products pick
+/// the instance of their micro-kernel for a tile.
+macro_rules! with_rows {
+    ($rows:expr, |$R:ident| $call:expr) => {
+        with_rows!(@arms $rows, $R, $call, 1 2 3 4 5 6 7 8 9 10 11)
+    };
+    (@arms $rows:expr, $R:ident, $call:expr, $($n:literal)*) => {
+        match $rows {
+            $($n => {
+                const $R: usize = $n;
+                $call
+            })*
+            _ => {
+                const $R: usize = 12;
+                $call
+            }
+        }
+    };
+}
+pub(crate) use with_rows;
+
 /// Panel element types (const generic parameter of [`kernel`]).
 pub(crate) const DT_F32: u8 = 0;
 pub(crate) const DT_F16: u8 = 1;

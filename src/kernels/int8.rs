@@ -284,29 +284,11 @@ pub(crate) struct TileI8 {
 /// As [`super::avx512::kernel_i8`]; only called when [`available`].
 #[cfg(target_arch = "x86_64")]
 unsafe fn kernel(rows: usize, groups: usize, b: *const u8, t: &TileI8) {
-    use super::avx512::{kernel_i8 as k, spread_into_l1};
-    macro_rules! by_rows {
-        ($l1:expr) => {
-            match rows {
-                1 => k::<1, $l1>(groups, b, t),
-                2 => k::<2, $l1>(groups, b, t),
-                3 => k::<3, $l1>(groups, b, t),
-                4 => k::<4, $l1>(groups, b, t),
-                5 => k::<5, $l1>(groups, b, t),
-                6 => k::<6, $l1>(groups, b, t),
-                7 => k::<7, $l1>(groups, b, t),
-                8 => k::<8, $l1>(groups, b, t),
-                9 => k::<9, $l1>(groups, b, t),
-                10 => k::<10, $l1>(groups, b, t),
-                11 => k::<11, $l1>(groups, b, t),
-                _ => k::<12, $l1>(groups, b, t),
-            }
-        };
-    }
+    use super::avx512::{kernel_i8 as k, spread_into_l1, with_rows};
     if spread_into_l1() {
-        by_rows!(true)
+        with_rows!(rows, |R| k::<R, true>(groups, b, t))
     } else {
-        by_rows!(false)
+        with_rows!(rows, |R| k::<R, false>(groups, b, t))
     }
 }
 

@@ -809,23 +809,10 @@ unsafe fn widen(_: PanelType, _: *const u8, _: &mut [f32]) {
 /// As [`super::avx512::kernel`]; only called when [`available`] is true.
 #[cfg(target_arch = "x86_64")]
 unsafe fn kernel(dtype: PanelType, rows: usize, kc: usize, b: *const u8, t: &Tile) {
-    use super::avx512::kernel as k;
+    use super::avx512::{kernel as k, with_rows};
     macro_rules! by_rows {
         ($dt:expr, $l1:expr) => {
-            match rows {
-                1 => k::<1, { $dt }, $l1>(kc, b, t),
-                2 => k::<2, { $dt }, $l1>(kc, b, t),
-                3 => k::<3, { $dt }, $l1>(kc, b, t),
-                4 => k::<4, { $dt }, $l1>(kc, b, t),
-                5 => k::<5, { $dt }, $l1>(kc, b, t),
-                6 => k::<6, { $dt }, $l1>(kc, b, t),
-                7 => k::<7, { $dt }, $l1>(kc, b, t),
-                8 => k::<8, { $dt }, $l1>(kc, b, t),
-                9 => k::<9, { $dt }, $l1>(kc, b, t),
-                10 => k::<10, { $dt }, $l1>(kc, b, t),
-                11 => k::<11, { $dt }, $l1>(kc, b, t),
-                _ => k::<12, { $dt }, $l1>(kc, b, t),
-            }
+            with_rows!(rows, |R| k::<R, { $dt }, $l1>(kc, b, t))
         };
     }
     use super::avx512::{spread_into_l1, DT_BF16, DT_F16, DT_F32};
