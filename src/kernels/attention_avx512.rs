@@ -88,7 +88,7 @@ pub(crate) unsafe fn scores(
     }
     // The keys the last (most seeing) query sees.
     let seen = visible(queries - 1).clamp(1, len);
-    // SAFETY (all three calls): the CPU has AVX-512F (this function's
+    // SAFETY (this block and the score tiles' below): the CPU has AVX-512F (this function's
     // contract); `transpose_keys` reads `seen <= len` rows of `hd` of `k`
     // and writes `hd * padded(seen) <= hd * lp` floats of `kt`; a score tile
     // reads `rows` rows of `hd` of `q` from row `i` (`i + rows <= queries`)
@@ -113,6 +113,7 @@ pub(crate) unsafe fn scores(
                 scale,
             };
             let out = scores[i * len + j..].as_mut_ptr();
+            // SAFETY: as for `transpose_keys` above.
             unsafe { by_shape!(rows, vecs, score_tile(&tile, out, len, valid)) };
             j += 16 * VECS;
         }
