@@ -209,7 +209,7 @@ unsafe fn transpose_keys(
     kt: *mut f32,
     lp: usize,
 ) {
-    for j0 in (0..lp).step_by(16) {
+    for j0 in (0..len).step_by(16) {
         for c0 in (0..hd).step_by(16) {
             let cols = lanes(hd - c0);
             let mut r = [_mm512_setzero_ps(); 16];
