@@ -259,7 +259,7 @@ pub(crate) struct HeadRows<'a> {
 /// [`head_avx512`] (the CPU has them and the packed kernel is not
 /// switched off), rather than on the `gemm` crate.
 fn head_kernels() -> bool {
-    cfg!(target_arch = "x86_64") && super::packed::available()
+    super::packed::available()
 }
 
 /// `len` rounded up to a whole vector of 16: the row length of the keys

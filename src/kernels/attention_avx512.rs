@@ -12,6 +12,7 @@
 //! vectors in registers over the whole depth.
 
 use super::attention::{padded, HeadRows};
+use super::avx512::lanes;
 use std::arch::x86_64::*;
 
 /// Calls `$f::<R, V>(args)` for the runtime tile shape `(rows, vecs)`
@@ -39,15 +40,6 @@ macro_rules! by_shape {
 const ROWS: usize = 6;
 /// Vectors of 16 per tile row.
 const VECS: usize = 4;
-
-/// Lanes below `n` (at most 16) set.
-fn lanes(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xffff
-    } else {
-        (1u16 << n) - 1
-    }
-}
 
 /// Whether `rows` rows of `width` at stride `row` lie inside `s`.
 fn holds(s: &[f32], rows: usize, row: usize, width: usize) -> bool {
@@ -262,6 +254,22 @@ fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
     out
 }
 
+/// One depth step of a tile: `acc[r][z] += a(r) * b[z]`, `a(r)` broadcast.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn rank1<const R: usize, const V: usize>(
+    acc: &mut [[__m512; V]; R],
+    b: &[__m512; V],
+    a: impl Fn(usize) -> f32,
+) {
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let a = _mm512_set1_ps(a(r));
+        for (acc, b) in acc.iter_mut().zip(b) {
+            *acc = _mm512_fmadd_ps(a, *b, *acc);
+        }
+    }
+}
+
 /// Operands of a [`score_tile`]: query rows at `q` (stride `row`), the
 /// transposed keys from the tile's first key (`hd` rows at stride `lp`).
 struct ScoreTile {
@@ -294,12 +302,7 @@ unsafe fn score_tile<const R: usize, const V: usize>(
         for (z, b) in b.iter_mut().enumerate() {
             *b = _mm512_loadu_ps(kt.add(16 * z));
         }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let a = _mm512_set1_ps(*t.q.add(r * t.row + c));
-            for (acc, b) in acc.iter_mut().zip(&b) {
-                *acc = _mm512_fmadd_ps(a, *b, *acc);
-            }
-        }
+        rank1(&mut acc, &b, |r| *t.q.add(r * t.row + c));
     }
     let scale = _mm512_set1_ps(t.scale);
     for (r, acc) in acc.iter().enumerate() {
@@ -346,12 +349,7 @@ unsafe fn context_tile<const R: usize, const V: usize>(
         for (z, b) in b.iter_mut().enumerate() {
             *b = _mm512_maskz_loadu_ps(m[z], v.add(16 * z));
         }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let a = _mm512_set1_ps(*t.p.add(r * t.len + j));
-            for (acc, b) in acc.iter_mut().zip(&b) {
-                *acc = _mm512_fmadd_ps(a, *b, *acc);
-            }
-        }
+        rank1(&mut acc, &b, |r| *t.p.add(r * t.len + j));
     }
     for (r, acc) in acc.iter().enumerate() {
         for (z, acc) in acc.iter().enumerate() {

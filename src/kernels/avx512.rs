@@ -39,6 +39,23 @@ macro_rules! with_rows {
 }
 pub(crate) use with_rows;
 
+/// A mask of the lanes below `n` (all 16 when `n >= 16`).
+#[inline]
+pub(crate) fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
+/// The masks of a tile's two vectors of outputs when `n_valid` of its
+/// `NR` columns are stored.
+#[inline]
+fn tile_masks(n_valid: usize) -> (__mmask16, __mmask16) {
+    (lanes(n_valid), lanes(n_valid.saturating_sub(16)))
+}
+
 /// Panel element types (const generic parameter of [`kernel`]).
 pub(crate) const DT_F32: u8 = 0;
 pub(crate) const DT_F16: u8 = 1;
@@ -187,10 +204,7 @@ pub(crate) unsafe fn kernel<const ROWS: usize, const DT: u8, const L1: bool>(
             step(&mut acc);
         }
     }
-    let valid = t.n_valid.min(NR);
-    let m0: __mmask16 = if valid >= 16 { 0xffff } else { (1u16 << valid) - 1 };
-    let m1: __mmask16 =
-        if valid >= 32 { 0xffff } else { ((1u32 << valid.saturating_sub(16)) - 1) as u16 };
+    let (m0, m1) = tile_masks(t.n_valid);
     let (bias0, bias1) = if t.bias.is_null() {
         (_mm512_setzero_ps(), _mm512_setzero_ps())
     } else {
@@ -238,10 +252,7 @@ pub(crate) unsafe fn kernel_i8<const ROWS: usize, const L1: bool>(
             acc[1] = _mm512_dpbusd_epi32(acc[1], av, b1);
         }
     }
-    let valid = t.n_valid.min(NR);
-    let m0: __mmask16 = if valid >= 16 { 0xffff } else { (1u16 << valid) - 1 };
-    let m1: __mmask16 =
-        if valid >= 32 { 0xffff } else { ((1u32 << valid.saturating_sub(16)) - 1) as u16 };
+    let (m0, m1) = tile_masks(t.n_valid);
     let scale = [_mm512_maskz_loadu_ps(m0, t.scale), _mm512_maskz_loadu_ps(m1, t.scale.add(16))];
     let offset =
         [_mm512_maskz_loadu_epi32(m0, t.offset), _mm512_maskz_loadu_epi32(m1, t.offset.add(16))];
@@ -308,7 +319,7 @@ fn map16(x: &mut [f32], f: impl Fn(__m512) -> __m512) {
     }
     let rest = chunks.into_remainder();
     if !rest.is_empty() {
-        let m: __mmask16 = (1u16 << rest.len()) - 1;
+        let m = lanes(rest.len());
         // SAFETY: the mask covers the `rest.len() < 16` elements of `rest`.
         unsafe {
             let v = _mm512_maskz_loadu_ps(m, rest.as_ptr());
