@@ -1,34 +1,22 @@
 //! Numeric kernels: matrix products, layer norm, softmax, activations and
-//! multi-head attention. The products run on packed AVX-512 micro-kernels
-//! where the CPU has AVX-512F (`packed`, `avx512`, `int8`,
-//! `attention_avx512`) and on the `gemm` crate elsewhere.
+//! multi-head attention, organised by instruction set.
 //!
-//! All arithmetic is f32 with f32 accumulation inside the GEMM (as PyTorch on
-//! the CPU); f16/bf16 weights are widened to f32 block by block inside
-//! `matmul`, so they stay 16-bit in memory.
-
-/// Defines `fn $name(args) -> ret` running `$body(args)` compiled for
-/// AVX-512 when the CPU has it: the bodies' loops are written to vectorise,
-/// and the baseline x86-64 target has only 4 lanes.
-macro_rules! widest_simd {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($p:ident: $t:ty),*) $(-> $r:ty)? = $body:path) => {
-        $(#[$m])*
-        $vis fn $name($($p: $t),*) $(-> $r)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn wide($($p: $t),*) $(-> $r)? {
-                    $body($($p),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: `wide` only needs AVX-512F, detected just above.
-                    return unsafe { wide($($p),*) };
-                }
-            }
-            $body($($p),*)
-        }
-    };
-}
+//! Each process runs one [`Kernel`]: the fastest this CPU supports
+//! (AVX-512, AVX2 + FMA, NEON), or the one the `CLIP_KERNEL` environment
+//! variable names ([`active_kernel`]); `gemm` runs the products on the
+//! `gemm` crate and the element-wise loops as the compiler vectorises them
+//! for the target's baseline. Products accumulate in f32 (int8 products,
+//! at [`Precision::Int8`], in i32); F16 and BF16 weights stay 16-bit in
+//! memory and are widened to f32 inside the products.
+//!
+//! Map: `isa` (the kernel interface and the choice of kernel), `simd`
+//! (the f32 vector the generic bodies are written over), `x86_64/` and
+//! `aarch64/` (one file per instruction set), `packed` (weight panels,
+//! activation layout, tasks, epilogues: the tiling every instruction set
+//! shares), `int8`, `gemm_crate` (the `gemm` kernel's products),
+//! `matmul` (linear layers and which product computes them), `attention`
+//! and `attention_heads`, `norm`, `softmax`, `activation`, `team` (the
+//! threads of a pass).
 
 /// The switch of an in-process A/B experiment (feature `ab-experiment`):
 /// code under test branches on [`experiment::on`] and `benches/ab.rs` times
@@ -61,109 +49,37 @@ pub(crate) mod experiment {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod activation;
 mod attention;
-#[cfg(target_arch = "x86_64")]
-mod attention_avx512;
-#[cfg(target_arch = "x86_64")]
-mod avx512;
+mod attention_heads;
+mod gemm_crate;
 mod int8;
+pub(crate) mod isa;
 mod matmul;
 mod norm;
 mod packed;
+mod simd;
+mod softmax;
 pub(crate) mod team;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
 
 pub use activation::apply_activation;
 pub(crate) use attention::attention_segments_to;
 pub use attention::{attention, attention_picked, attention_segments, AttentionMask};
+pub use gemm_crate::{gemm_f32, GemmOperand};
+pub(crate) use gemm_crate::{widen_bf16, widen_f16};
+pub use isa::{active_kernel, Kernel, KERNEL_ENV};
 pub use matmul::{
-    gemm_f32, linear, linear_accumulate, linear_activated, linear_strided, GemmOperand, Linear,
-    Mat, Precision, StackedLinear,
+    linear, linear_accumulate, linear_activated, linear_strided, Linear, Mat, Precision,
+    StackedLinear,
 };
 pub(crate) use matmul::{linear_to, Input, PrecisionHandle};
-pub(crate) use matmul::{widen_bf16, widen_f16};
 pub use norm::{layer_norm, LayerNorm};
 pub(crate) use packed::{packed_len, Dest, Epilogue, RowBlocks};
-
-/// Softmax over each row of length `n` of `x`, in place: subtracts the row
-/// maximum first, so large logits do not overflow. Rows whose entries are all
-/// `-inf` become all zeros rather than NaN; an entry more than 87 below its
-/// row's maximum (a masked one) gets exactly zero.
-pub fn softmax_rows(x: &mut [f32], n: usize) {
-    if n == 0 {
-        return;
-    }
-    softmax_all_rows(x, n)
-}
-
-widest_simd!(fn softmax_all_rows(x: &mut [f32], n: usize) = softmax_rows_body);
-
-/// A plain loop: `for_each(softmax_row)` was outlined into a generic `fold`
-/// compiled without AVX-512.
-#[inline(always)]
-fn softmax_rows_body(x: &mut [f32], n: usize) {
-    for row in x.chunks_mut(n) {
-        softmax_row(row)
-    }
-}
-
-/// One row; the reductions run in independent lanes ([`lane_fold`]) and the
-/// exponential is [`activation::exp_approx`], so every loop vectorises.
-#[inline(always)]
-fn softmax_row(row: &mut [f32]) {
-    let max = lane_fold::<f32, 16>(row, f32::NEG_INFINITY, f32::max, f32::max);
-    if max == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return;
-    }
-    for v in row.iter_mut() {
-        let d = *v - max;
-        // Below -87, e^d is under f32's normal range: zero, as masked scores need.
-        *v = if d < -87.0 { 0.0 } else { activation::exp_approx(d) };
-    }
-    let inv = 1.0 / lane_fold::<f32, 16>(row, 0.0, |a, v| a + v, |a, b| a + b);
-    for v in row.iter_mut() {
-        *v *= inv;
-    }
-}
-
-/// Folds `x` in `L` independent lanes (`step` per element), then merges the
-/// lanes in order and the remainder (`merge`): a reduction the compiler can
-/// vectorise, where a single running float accumulator cannot be reordered.
-#[inline(always)]
-pub(crate) fn lane_fold<A: Copy, const L: usize>(
-    x: &[f32],
-    init: A,
-    step: impl Fn(A, f32) -> A,
-    merge: impl Fn(A, A) -> A,
-) -> A {
-    let mut lanes = [init; L];
-    let chunks = x.chunks_exact(L);
-    let tail = chunks.remainder().iter().fold(init, |a, &v| step(a, v));
-    for c in chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = step(*l, v);
-        }
-    }
-    merge(lanes.iter().fold(init, |a, &l| merge(a, l)), tail)
-}
-
-/// Scales each row of width `n` to unit L2 norm, as transformers'
-/// `_get_vector_norm` does (`x / sqrt(sum x^2)`, no epsilon: a zero row
-/// becomes NaN there; here it stays zero).
-pub fn l2_normalize_rows(x: &mut [f32], n: usize) {
-    if n == 0 {
-        return;
-    }
-    for row in x.chunks_mut(n) {
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            for v in row.iter_mut() {
-                *v /= norm;
-            }
-        }
-    }
-}
+pub use softmax::{l2_normalize_rows, softmax_rows};
 
 /// Shared by the kernels' unit tests.
 #[cfg(test)]
@@ -177,23 +93,5 @@ pub(crate) mod test_support {
                 ((s >> 8) as f32 / (1u32 << 24) as f32) - 0.5
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn softmax_is_stable_and_sums_to_one() {
-        let mut x = vec![1000.0, 1001.0, 1002.0, f32::NEG_INFINITY, 0.0, 0.0];
-        softmax_rows(&mut x, 3);
-        assert!((x[0..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(x[2] > x[1] && x[1] > x[0]);
-        assert_eq!(x[3], 0.0);
-        assert!((x[4] - 0.5).abs() < 1e-7);
-        let mut all_masked = vec![f32::NEG_INFINITY; 4];
-        softmax_rows(&mut all_masked, 4);
-        assert_eq!(all_masked, vec![0.0; 4]);
     }
 }

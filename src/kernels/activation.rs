@@ -1,35 +1,27 @@
-//! MLP activations, elementwise and in place.
+//! MLP activations, elementwise and in place, written once over
+//! [`F32Vec`] and compiled for each instruction set (see
+//! [`isa`](super::isa)): divisions are [`F32Vec::recip`] (an estimate and
+//! a Newton step where the instruction set has one; `vdivps` holds the
+//! multiply-add port for many cycles), `e^x` is [`exp`].
 
+use super::isa::{selected, with_isa, Isa, Kernel, SimdOp};
+use super::simd::{map_in_place, F32Vec, VecMap};
 use crate::config::Activation;
 
-/// Defines `fn $name(x)`: the AVX-512 kernel `$fast` when the CPU has it,
-/// else the portable loop `$body` compiled as widely as it can.
-macro_rules! with_avx512 {
-    (fn $name:ident = $fast:ident, $body:path) => {
-        fn $name(x: &mut [f32]) {
-            widest_simd!(fn portable(x: &mut [f32]) = $body);
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F, detected just above.
-                return unsafe { super::avx512::act::$fast(x) };
-            }
-            portable(x)
-        }
-    };
+/// The in-place function of `act` on `kernel` (its instruction set's
+/// vectors).
+pub(crate) fn activation_fn_on(kernel: Kernel, act: Activation) -> fn(&mut [f32]) {
+    with_isa!(kernel, |K| match act {
+        Activation::QuickGelu => run::<K, QuickGelu>,
+        Activation::Gelu => run::<K, GeluErf>,
+        Activation::GeluTanh => run::<K, GeluTanh>,
+        Activation::Relu => run::<K, Relu>,
+    })
 }
 
-with_avx512!(fn quick_gelu_widest = quick_gelu, quick_gelu);
-with_avx512!(fn gelu_erf_widest = gelu_erf, gelu_erf);
-with_avx512!(fn gelu_tanh_widest = gelu_tanh, gelu_tanh);
-
-/// The in-place function of `act` (vectorised for this CPU).
+/// The in-place function of `act` on the selected kernel.
 pub(crate) fn activation_fn(act: Activation) -> fn(&mut [f32]) {
-    match act {
-        Activation::QuickGelu => quick_gelu_widest,
-        Activation::Gelu => gelu_erf_widest,
-        Activation::GeluTanh => gelu_tanh_widest,
-        Activation::Relu => relu,
-    }
+    activation_fn_on(selected(), act)
 }
 
 /// Applies `act` to every element of `x`, in parallel for large inputs.
@@ -43,8 +35,61 @@ pub fn apply_activation(act: Activation, x: &mut [f32]) {
     }
 }
 
-/// The constants of the approximations below, shared with their AVX-512
-/// versions (`super::avx512::act`), which compute the same formulas.
+/// Activation `M` over `x` on `K`.
+fn run<K: Isa, M: VecMap>(x: &mut [f32]) {
+    debug_assert!(K::detected());
+    // SAFETY: `activation_fn_on` hands out `run::<K, _>` only for kernels
+    // that are selected or tested, which requires `K::detected()`.
+    unsafe { K::run(Apply::<M>(x, std::marker::PhantomData)) }
+}
+
+/// Activation `M` over the slice, as a [`SimdOp`].
+struct Apply<'a, M>(&'a mut [f32], std::marker::PhantomData<M>);
+
+impl<M: VecMap> SimdOp for Apply<'_, M> {
+    type Output = ();
+
+    #[inline(always)]
+    unsafe fn eval<K: Isa>(self) {
+        map_in_place::<K::F32, M>(self.0)
+    }
+}
+
+/// The activations as [`VecMap`]s.
+struct QuickGelu;
+struct GeluErf;
+struct GeluTanh;
+struct Relu;
+
+impl VecMap for QuickGelu {
+    #[inline(always)]
+    unsafe fn map<V: F32Vec>(v: V) -> V {
+        quick_gelu(v)
+    }
+}
+
+impl VecMap for GeluErf {
+    #[inline(always)]
+    unsafe fn map<V: F32Vec>(v: V) -> V {
+        gelu_erf(v)
+    }
+}
+
+impl VecMap for GeluTanh {
+    #[inline(always)]
+    unsafe fn map<V: F32Vec>(v: V) -> V {
+        gelu_tanh(v)
+    }
+}
+
+impl VecMap for Relu {
+    #[inline(always)]
+    unsafe fn map<V: F32Vec>(v: V) -> V {
+        v.max(V::splat(0.0))
+    }
+}
+
+/// The constants of the approximations, in one place.
 pub(crate) mod consts {
     /// QuickGELU's sigmoid scale, rounded to f32 as in PyTorch.
     pub(crate) const QUICK_GELU: f32 = 1.702;
@@ -65,79 +110,95 @@ pub(crate) mod consts {
 }
 use consts::*;
 
-/// `x * sigmoid(1.702 x)`, with the constant rounded to f32 as in PyTorch.
+/// `e^x` without branches or calls: Cody-Waite reduction `x = n ln2 + r`
+/// and Cephes' degree-6 polynomial for `e^r` (its last coefficient,
+/// 0.500000012, rounds to 0.5 in f32; relative error about 1e-7, i.e. 1-2
+/// ulp), scaled by `2^n`. Inputs are clamped to [-87, 88], where `e^x` is a
+/// normal f32; below, the result is ~1.6e-38 instead of smaller (no caller
+/// can tell: it is added to 1 or multiplied by the input).
+///
+/// # Safety
+/// The CPU has `V`'s instruction set.
 #[inline(always)]
-fn quick_gelu(x: &mut [f32]) {
-    for v in x {
-        *v /= 1.0 + exp_approx(-QUICK_GELU * *v);
+pub(crate) unsafe fn exp<V: F32Vec>(x: V) -> V {
+    let c = |v| V::splat(v);
+    let x = x.max(c(-87.0)).min(c(88.0));
+    let n = x.mul(c(std::f32::consts::LOG2_E)).round();
+    let r = n.neg_mul_add(c(LN2_HI), x);
+    let r = n.neg_mul_add(c(LN2_LO), r);
+    let mut p = c(EXP_POLY[0]);
+    for &k in &EXP_POLY[1..] {
+        p = p.mul_add(r, c(k));
     }
+    let er = p.mul(r).mul_add(r, r.add(c(1.0)));
+    er.scale_pow2(n)
 }
 
-/// Exact GELU: `0.5 x (1 + erf(x / sqrt 2))`.
-#[inline(always)]
-fn gelu_erf(x: &mut [f32]) {
-    for v in x {
-        *v = 0.5 * *v * (1.0 + erf_approx(*v * std::f32::consts::FRAC_1_SQRT_2));
-    }
-}
-
-/// The tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`,
-/// with `tanh(u) = 1 - 2 / (exp(2u) + 1)`.
-#[inline(always)]
-fn gelu_tanh(x: &mut [f32]) {
-    for v in x {
-        let u = *v;
-        let arg = 2.0 * GELU_TANH_K * (u + GELU_TANH_CUBIC * u * u * u);
-        let t = 1.0 - 2.0 / (exp_approx(arg) + 1.0);
-        *v = 0.5 * u * (1.0 + t);
-    }
-}
-
-/// `e^x` without branches or calls, so loops over it vectorise: Cody-Waite
-/// reduction `x = n ln2 + r` and Cephes' degree-6 polynomial for `e^r`
-/// (its last coefficient, 0.500000012, rounds to 0.5 in f32; relative
-/// error about 1e-7, i.e. 1-2 ulp), scaled by `2^n` through the
-/// exponent bits. Inputs are clamped to [-87, 88], where `e^x` is a normal
-/// f32; below, the result is ~1.6e-38 instead of smaller (no caller can tell:
-/// it is added to 1 or multiplied by the input).
+/// [`exp`] of one float, for loops left to the compiler's vectoriser.
 #[inline(always)]
 pub(crate) fn exp_approx(x: f32) -> f32 {
-    // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    // `t`'s low mantissa bits hold `n` (an integer in [-126, 127]) offset by
-    // ROUND's bits; taking it from there keeps the loop vectorised (a
-    // float-to-int `as` saturates, which LLVM scalarises).
-    let t = x * std::f32::consts::LOG2_E + ROUND;
-    let n = t - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = EXP_POLY[1..].iter().fold(EXP_POLY[0], |p, &c| p * r + c);
-    let er = p * r * r + r + 1.0;
-    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
-    er * f32::from_bits(n_bits.wrapping_add(127) << 23)
+    // SAFETY: the f32 "vector" needs no CPU feature.
+    unsafe { exp::<f32>(x) }
 }
 
-/// `erf(x)` by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7, 1e-6
-/// after f32 rounding),
-/// vectorisable.
+/// QuickGELU: `x sigmoid(1.702 x) = x / (1 + e^(-1.702 x))`, the constant
+/// rounded to f32 as in PyTorch.
+///
+/// # Safety
+/// The CPU has `V`'s instruction set.
 #[inline(always)]
-fn erf_approx(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / (1.0 + ERF_P * a);
-    let poly = t * ERF_A[1..].iter().fold(ERF_A[0], |p, &c| p * t + c);
-    let y = 1.0 - poly * exp_approx(-a * a);
-    y.copysign(x)
+unsafe fn quick_gelu<V: F32Vec>(v: V) -> V {
+    let e = exp(v.mul(V::splat(-QUICK_GELU)));
+    v.mul(V::splat(1.0).add(e).recip())
 }
 
-fn relu(x: &mut [f32]) {
-    for v in x {
-        *v = v.max(0.0);
+/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, with Abramowitz & Stegun's
+/// erf (absolute error below 1.5e-7).
+///
+/// # Safety
+/// The CPU has `V`'s instruction set.
+#[inline(always)]
+unsafe fn gelu_erf<V: F32Vec>(v: V) -> V {
+    let c = |v| V::splat(v);
+    let z = v.mul(c(std::f32::consts::FRAC_1_SQRT_2));
+    let a = z.abs();
+    let t = c(ERF_P).mul_add(a, c(1.0)).recip();
+    let mut poly = c(ERF_A[0]);
+    for &k in &ERF_A[1..] {
+        poly = poly.mul_add(t, c(k));
     }
+    poly = poly.mul(t);
+    let e = exp(c(0.0).sub(a).mul(a));
+    // erf is odd: |erf| (at least 0) with the sign of z.
+    let erf = poly.neg_mul_add(e, c(1.0)).with_sign_of(z);
+    c(0.5).mul(v).mul(c(1.0).add(erf))
+}
+
+/// The tanh GELU, `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, with
+/// `tanh(u) = 1 - 2 / (e^(2u) + 1)`.
+///
+/// # Safety
+/// The CPU has `V`'s instruction set.
+#[inline(always)]
+unsafe fn gelu_tanh<V: F32Vec>(v: V) -> V {
+    let c = |v| V::splat(v);
+    let cube = v.mul(v).mul(v);
+    let u = c(GELU_TANH_CUBIC).mul_add(cube, v);
+    let e = exp(c(2.0 * GELU_TANH_K).mul(u));
+    let t = c(2.0).neg_mul_add(e.add(c(1.0)).recip(), c(1.0));
+    c(0.5).mul(v).mul(c(1.0).add(t))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `erf(x)` of the kernels' formula, for the accuracy test.
+    fn erf_approx(x: f32) -> f32 {
+        let t = 1.0 / (1.0 + ERF_P * x.abs());
+        let poly = t * ERF_A[1..].iter().fold(ERF_A[0], |p, &c| p * t + c);
+        (1.0 - poly * exp_approx(-x * x)).copysign(x)
+    }
 
     /// The approximations against the standard library over the range the
     /// activations meet: exp within 2e-7 relative on [-87, 88]; erf within
@@ -157,15 +218,15 @@ mod tests {
         assert!(exp_approx(1000.0).is_finite());
     }
 
-    /// Each activation (on AVX-512 by its own kernel, with refined
-    /// reciprocals; elsewhere the portable loop) against f64 over
-    /// [-100, 100], 400k points, in chunks of 37 (the masked tails too).
-    /// QuickGELU within 5e-7 relative (a few ulp); the GELUs within 1e-6
-    /// relative plus 2e-7 |x| absolute (the erf formula's 1.5e-7 absolute
-    /// error, times 0.5 |x|, and 1 - erf's cancellation near 0); all plus
-    /// 1e-30 where results underflow.
+    /// Each activation on every kernel this CPU runs (each instruction
+    /// set's vectors, with its reciprocal; `gemm`: scalar f32) against f64
+    /// over [-100, 100], 400k points, in chunks of 37 (partial vectors
+    /// too). QuickGELU within 5e-7 relative (a few ulp); the GELUs within
+    /// 1e-6 relative plus 2e-7 |x| absolute (the erf formula's 1.5e-7
+    /// absolute error, times 0.5 |x|, and 1 - erf's cancellation near 0);
+    /// all plus 1e-30 where results underflow. ReLU exactly.
     #[test]
-    fn activations_are_accurate() {
+    fn activations_are_accurate_on_every_kernel() {
         let x: Vec<f32> = (0..400_001).map(|i| -100.0 + i as f32 / 2000.0).collect();
         let quick = |x: f32| {
             // The exponent rounded to f32 as PyTorch (and the kernels)
@@ -181,22 +242,26 @@ mod tests {
             let u = (0.797_884_6f32 * (x + 0.044715 * x * x * x)) as f64;
             0.5 * x as f64 * (1.0 + u.tanh())
         };
+        let relu = |x: f32| x.max(0.0) as f64;
         type Reference<'a> = &'a dyn Fn(f32) -> f64;
-        let cases: [(Activation, Reference, f64, f64); 3] = [
+        let cases: [(Activation, Reference, f64, f64); 4] = [
             (Activation::QuickGelu, &quick, 5e-7, 0.0),
             (Activation::Gelu, &erf, 1e-6, 2e-7),
             (Activation::GeluTanh, &tanh, 1e-6, 2e-7),
+            (Activation::Relu, &relu, 0.0, 0.0),
         ];
-        for (act, want, rel, abs) in cases {
-            let mut y = x.clone();
-            for c in y.chunks_mut(37) {
-                activation_fn(act)(c);
-            }
-            for (&x, &got) in x.iter().zip(&y) {
-                let want = want(x);
-                let err = (got as f64 - want).abs();
-                let tol = rel * want.abs() + abs * (x as f64).abs() + 1e-30;
-                assert!(err <= tol, "{act:?}({x}): {got} vs {want}");
+        for kernel in Kernel::supported_all() {
+            for (act, want, rel, abs) in cases {
+                let mut y = x.clone();
+                for c in y.chunks_mut(37) {
+                    activation_fn_on(kernel, act)(c);
+                }
+                for (&x, &got) in x.iter().zip(&y) {
+                    let want = want(x);
+                    let err = (got as f64 - want).abs();
+                    let tol = rel * want.abs() + abs * (x as f64).abs() + 1e-30;
+                    assert!(err <= tol, "{kernel} {act:?}({x}): {got} vs {want}");
+                }
             }
         }
     }

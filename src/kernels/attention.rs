@@ -2,14 +2,14 @@
 //! `CLIPAttention`: `softmax(q k^T * head_dim^-0.5 + mask) v`.
 //!
 //! One task per (sequence, head); a head's two products run on the
-//! AVX-512 kernels of `attention_avx512` where the CPU has them, else on
-//! the `gemm` crate.
+//! selected kernel's head tiles ([`attention_heads`](super::attention_heads)),
+//! or on the `gemm` crate for the `gemm` kernel.
 
-#[cfg(target_arch = "x86_64")]
-use super::attention_avx512 as head_avx512;
-use super::matmul::{gemm_f32, GemmOperand};
+use super::attention_heads::{Contexts, Scores};
+use super::gemm_crate::{gemm_f32, GemmOperand};
+use super::isa::{selected, with_isa, Isa, Kernel};
 use super::packed::{OutPtr, RowBlocks};
-use super::softmax_rows;
+use super::softmax::softmax_rows;
 use super::team;
 use rayon::prelude::*;
 
@@ -207,9 +207,9 @@ fn attend(
     };
     let longest = lens.iter().copied().max().unwrap_or(0);
     let most_queries = if picks.is_some() { 1 } else { longest };
-    // The keys of one head, transposed (the AVX-512 products only).
-    let (ctx_len, kt_len) =
-        (most_queries * head_dim, if head_kernels() { head_dim * padded(longest) } else { 0 });
+    // The keys of one head, transposed (the head tiles only).
+    let kt_len = if head_tiles(selected()) { head_dim * padded(longest) } else { 0 };
+    let ctx_len = most_queries * head_dim;
     match probs {
         Some(probs) => {
             assert_eq!(probs.len(), lens.iter().map(|l| heads * l * l).sum::<usize>());
@@ -255,23 +255,22 @@ pub(crate) struct HeadRows<'a> {
     pub head_dim: usize,
 }
 
-/// Whether the heads' products run on the AVX-512 kernels of
-/// [`head_avx512`] (the CPU has them and the packed kernel is not
-/// switched off), rather than on the `gemm` crate.
-fn head_kernels() -> bool {
-    super::packed::available()
+/// Whether `kernel` runs a head's products on its own tiles (else on the
+/// `gemm` crate).
+fn head_tiles(kernel: Kernel) -> bool {
+    with_isa!(kernel, |K| K::HEAD_VECS != 0)
 }
 
-/// `len` rounded up to a whole vector of 16: the row length of the keys
-/// transposed for the AVX-512 products.
+/// `len` rounded up to a whole 16 floats (a multiple of every instruction
+/// set's lanes): the row length of the keys transposed for the head tiles.
 pub(super) fn padded(len: usize) -> usize {
     len.div_ceil(16) * 16
 }
 
 /// `scores` (`[queries, len]`) = `q k^T * scale` for one head; `kt` is
-/// scratch for the AVX-512 kernel (`head_dim * padded(len)`). Scores the
-/// causal mask hides (query `i`'s from key `visible(i)` on) may be left
-/// zero rather than computed.
+/// scratch for the head tiles (`head_dim * padded(len)`). Scores the causal
+/// mask hides (query `i`'s from key `visible(i)` on) may be left zero rather
+/// than computed.
 fn head_scores(
     h: HeadRows<'_>,
     queries: usize,
@@ -281,12 +280,12 @@ fn head_scores(
     kt: &mut [f32],
     scores: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if head_kernels() {
-        // SAFETY: `head_kernels()` implies the CPU has AVX-512F.
-        return unsafe { head_avx512::scores(h, queries, len, visible, scale, kt, scores) };
+    let kernel = selected();
+    if head_tiles(kernel) {
+        let op = Scores { h, queries, len, visible, scale, kt, scores };
+        // SAFETY: the selected kernel is supported by this CPU.
+        return with_isa!(kernel, |K| unsafe { K::run(op) });
     }
-    let _ = (visible, kt);
     let q = GemmOperand { data: h.q, row_stride: h.row, col_stride: 1 };
     let k = GemmOperand { data: h.k, row_stride: 1, col_stride: h.row };
     gemm_f32(queries, len, h.head_dim, scores, len, false, q, k, scale, 1);
@@ -294,7 +293,7 @@ fn head_scores(
 
 /// `ctx` (`[queries, head_dim]`) = `p v` for one head, `p` being the
 /// `[queries, len]` weights, of which query `i`'s from key `visible(i)` on
-/// are zero (the AVX-512 kernel skips them).
+/// are zero (the head tiles skip them).
 fn head_contexts(
     h: HeadRows<'_>,
     p: &[f32],
@@ -303,12 +302,12 @@ fn head_contexts(
     visible: &dyn Fn(usize) -> usize,
     ctx: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if head_kernels() {
-        // SAFETY: `head_kernels()` implies the CPU has AVX-512F.
-        return unsafe { head_avx512::contexts(h, p, queries, len, visible, ctx) };
+    let kernel = selected();
+    if head_tiles(kernel) {
+        let op = Contexts { h, p, queries, len, visible, ctx };
+        // SAFETY: the selected kernel is supported by this CPU.
+        return with_isa!(kernel, |K| unsafe { K::run(op) });
     }
-    let _ = visible;
     let p = GemmOperand { data: p, row_stride: len, col_stride: 1 };
     let v = GemmOperand { data: h.v, row_stride: h.row, col_stride: 1 };
     gemm_f32(queries, h.head_dim, len, ctx, h.head_dim, false, p, v, 1.0, 1);

@@ -10,18 +10,21 @@
 //! `y = s_m s_n (acc - 128 sum_k q) + b`. Same panel order as the f32 path,
 //! with four consecutive depths per 32-bit lane: `[panel][k / 4][NR][4]`.
 
-use super::lane_fold;
+use super::isa::{vectorized, with_isa, Isa, Kernel};
 use super::matmul::{Input, Mat};
 use super::norm::normalize_row;
 use super::packed::{
     balanced_blocks, next_share, release_pages, split_work, threads_for, tile_rows, Epilogue,
-    OutPtr, PanelMemory, Share, Stack, MR_MAX, NR,
+    OutPtr, PanelMemory, Share, Stack, MR_MAX,
 };
+use super::simd::lane_fold;
 use super::team;
 use rayon::prelude::*;
 
-/// An int8-quantised linear layer (or stacked layers), packed for the kernel.
+/// An int8-quantised linear layer (or stacked layers), packed for one
+/// kernel's int8 micro-kernel (`NR` columns a panel).
 pub(crate) struct Int8Linear {
+    kernel: Kernel,
     n: usize,
     k: usize,
     /// `k` rounded up to a multiple of 4 (zero weights in the padding).
@@ -35,51 +38,47 @@ pub(crate) struct Int8Linear {
     has_bias: bool,
 }
 
-/// Whether this CPU has the int8 kernel (AVX-512 VNNI).
-pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        super::packed::available() && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 impl Int8Linear {
-    /// Quantises and packs `parts` stacked along the output dimension, as
-    /// [`PackedLinear::pack`](super::packed::PackedLinear::pack). `None` when
-    /// the CPU has no int8 kernel or the parts do not stack.
+    /// Quantises and packs `parts` for the selected kernel: see
+    /// [`Int8Linear::quantize_for`].
     pub fn quantize(parts: &[(&Mat, Option<&[f32]>)]) -> Option<Int8Linear> {
-        if !available() {
+        Self::quantize_for(super::isa::selected(), parts)
+    }
+
+    /// Quantises and packs `parts` stacked along the output dimension, as
+    /// [`PackedLinear::pack_for`](super::packed::PackedLinear::pack_for),
+    /// for `kernel`'s int8 micro-kernel. `None` when `kernel` has none on
+    /// this CPU or the parts do not stack.
+    pub fn quantize_for(kernel: Kernel, parts: &[(&Mat, Option<&[f32]>)]) -> Option<Int8Linear> {
+        if !kernel.has_int8() {
             return None;
         }
-        let Stack { k, n, panels, bias, has_bias } = Stack::of(parts)?;
+        let nr = with_isa!(kernel, |K| K::NR);
+        let Stack { k, n, panels, bias, has_bias } = Stack::of(parts, nr)?;
         let k4 = k.div_ceil(4) * 4;
         // Row `i` of the stacked matrix: (its part, its row there).
         let rows: Vec<(&Mat, usize)> =
             parts.iter().flat_map(|(m, _)| (0..m.out_features).map(move |r| (*m, r))).collect();
-        let mut data = PanelMemory::zeroed(panels * k4 * NR)?;
-        let mut scale = vec![0.0f32; panels * NR];
-        let mut offset = vec![0i32; panels * NR];
+        let mut data = PanelMemory::zeroed(panels * k4 * nr)?;
+        let mut scale = vec![0.0f32; panels * nr];
+        let mut offset = vec![0i32; panels * nr];
         if k4 > 0 {
             let out: &mut [i8] = data.as_mut_slice();
-            out.par_chunks_mut(k4 * NR)
-                .zip(scale.par_chunks_mut(NR))
-                .zip(offset.par_chunks_mut(NR))
+            out.par_chunks_mut(k4 * nr)
+                .zip(scale.par_chunks_mut(nr))
+                .zip(offset.par_chunks_mut(nr))
                 .enumerate()
                 .for_each(|(p, ((panel, scale), offset))| {
                     let mut w = vec![0.0f32; k];
-                    for j in 0..NR.min(n - p * NR) {
-                        let (mat, r) = rows[p * NR + j];
+                    for j in 0..nr.min(n - p * nr) {
+                        let (mat, r) = rows[p * nr + j];
                         mat.weight.row_into(r, &mut w);
                         let amax = w.iter().fold(0.0f32, |a, v| a.max(v.abs()));
                         let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
                         let mut sum = 0i32;
                         for (kk, &v) in w.iter().enumerate() {
                             let q = (v / s).round_ties_even().clamp(-127.0, 127.0) as i8;
-                            panel[(kk / 4) * NR * 4 + j * 4 + kk % 4] = q;
+                            panel[(kk / 4) * nr * 4 + j * 4 + kk % 4] = q;
                             sum += i32::from(q);
                         }
                         scale[j] = s;
@@ -88,7 +87,7 @@ impl Int8Linear {
                 });
         }
         release_pages(parts);
-        Some(Int8Linear { n, k, k4, panels, data, scale, offset, bias, has_bias })
+        Some(Int8Linear { kernel, n, k, k4, panels, data, scale, offset, bias, has_bias })
     }
 
     /// As [`PackedLinear::forward`](super::packed::PackedLinear::forward);
@@ -102,6 +101,20 @@ impl Int8Linear {
         epilogue: Epilogue,
         threads: usize,
     ) {
+        with_isa!(self.kernel, |K| self.forward_with::<K>(x, m, out, out_rs, epilogue, threads))
+    }
+
+    /// [`Int8Linear::forward`] on `K`, the kernel that packed the panels.
+    fn forward_with<K: Isa>(
+        &self,
+        x: Input<'_>,
+        m: usize,
+        out: &mut [f32],
+        out_rs: usize,
+        epilogue: Epilogue,
+        threads: usize,
+    ) {
+        assert!(K::KERNEL == self.kernel && K::int8(), "int8 gemm: kernel");
         if m == 0 || self.n == 0 {
             return;
         }
@@ -160,8 +173,8 @@ impl Int8Linear {
             // SAFETY: `a` holds `m` quantised rows at stride `lda >= k4`;
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
             // this job writes only its share's rows and columns (each pair
-            // of row block and panel is in one share).
-            unsafe { self.run_share(&a, lda, &row_scale, share, out_ptr, out_rs, epilogue) }
+            // of row block and panel is in one share); `K` has int8 here.
+            unsafe { self.run_share::<K>(&a, lda, &row_scale, share, out_ptr, out_rs, epilogue) }
         });
         Q_PACK.set(a);
     }
@@ -170,9 +183,10 @@ impl Int8Linear {
     /// row blocks `share.rows`.
     ///
     /// # Safety
-    /// As [`PackedLinear::forward`](super::packed::PackedLinear::forward)'s jobs.
+    /// As [`PackedLinear::forward`](super::packed::PackedLinear::forward)'s
+    /// jobs; `K` has an int8 micro-kernel on this CPU.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn run_share(
+    unsafe fn run_share<K: Isa>(
         &self,
         a: &[u8],
         lda: usize,
@@ -186,14 +200,15 @@ impl Int8Linear {
         let m = row_scale.len();
         // Row blocks whose quantised rows (about 512 KiB) stay in L2.
         let mc = row_block(m, lda);
+        let nr = K::NR;
         for m0 in (rows.start * mc..m.min(rows.end * mc)).step_by(mc) {
             let mlen = mc.min(m - m0);
-            let ntiles = mlen.div_ceil(MR_MAX);
+            let ntiles = mlen.div_ceil(K::MR);
             for p in p0..p1 {
-                let b = self.data.as_ptr().add(p * self.k4 * NR);
+                let b = self.data.as_ptr().add(p * self.k4 * nr);
                 // The next panel (contiguous), one share of it per tile.
-                let next = b.wrapping_add(self.k4 * NR);
-                let lines = (self.k4 * NR).div_ceil(64);
+                let next = b.wrapping_add(self.k4 * nr);
+                let lines = (self.k4 * nr).div_ceil(64);
                 let mut r0 = 0;
                 for t in 0..ntiles {
                     let rows = tile_rows(mlen, ntiles, t);
@@ -204,24 +219,25 @@ impl Int8Linear {
                         a: a.as_ptr().add((m0 + r0) * lda),
                         lda,
                         row_scale: row_scale.as_ptr().add(m0 + r0),
-                        c: out.get().add((m0 + r0) * out_rs + p * NR),
+                        c: out.get().add((m0 + r0) * out_rs + p * nr),
                         ldc: out_rs,
-                        n_valid: NR.min(self.n - p * NR),
-                        scale: self.scale.as_ptr().add(p * NR),
-                        offset: self.offset.as_ptr().add(p * NR),
+                        n_valid: nr.min(self.n - p * nr),
+                        scale: self.scale.as_ptr().add(p * nr),
+                        offset: self.offset.as_ptr().add(p * nr),
                         bias: if self.has_bias {
-                            self.bias.as_ptr().add(p * NR)
+                            self.bias.as_ptr().add(p * nr)
                         } else {
                             std::ptr::null()
                         },
                         load_c: epilogue.accumulates(),
                     };
-                    kernel(rows, self.k4 / 4, b, &tile);
+                    K::tile_i8(rows, self.k4 / 4, b, &tile);
                     r0 += rows;
                 }
             }
             // SAFETY: these are this share's rows and columns (see above).
-            epilogue.finish(out, out_rs, m0..m0 + mlen, p0 * NR..self.n.min(p1 * NR));
+            let cols = p0 * nr..self.n.min(p1 * nr);
+            epilogue.finish(K::KERNEL, out, out_rs, m0..m0 + mlen, cols);
         }
     }
 }
@@ -231,7 +247,7 @@ thread_local! {
     static Q_PACK: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-widest_simd!(
+vectorized!(
     /// Quantises one row to u8 (`round(x / s) + 128`), returning `s`.
     fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 = quantize_row_body
 );
@@ -254,7 +270,7 @@ fn quantize_row_body(row: &[f32], dst: &mut [u8]) -> f32 {
 }
 
 /// One int8 micro-kernel call: a `rows x NR` block of the output.
-// Read only by the x86-64 micro-kernels.
+// Read only by the int8 micro-kernels (AVX-512 VNNI for now).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct TileI8 {
     /// The block's quantised rows (row stride `lda` bytes).
@@ -280,23 +296,6 @@ pub(crate) struct TileI8 {
     pub next_lines: usize,
 }
 
-/// # Safety
-/// As [`super::avx512::kernel_i8`]; only called when [`available`].
-#[cfg(target_arch = "x86_64")]
-unsafe fn kernel(rows: usize, groups: usize, b: *const u8, t: &TileI8) {
-    use super::avx512::{kernel_i8 as k, spread_into_l1, with_rows};
-    if spread_into_l1() {
-        with_rows!(rows, |R| k::<R, true>(groups, b, t))
-    } else {
-        with_rows!(rows, |R| k::<R, false>(groups, b, t))
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel(_: usize, _: usize, _: *const u8, _: &TileI8) {
-    unreachable!("int8 kernel without a micro-kernel for this CPU")
-}
-
 /// Rows of quantised activations per row block (at most about 512 KiB of
 /// them, blocks of even size) for `m` rows of `lda` bytes.
 fn row_block(m: usize, lda: usize) -> usize {
@@ -306,16 +305,28 @@ fn row_block(m: usize, lda: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::isa;
     use crate::kernels::test_support::pseudo;
     use crate::weights::{DType, WeightTensor};
 
-    /// The vectorised quantisation gives exactly the plain formula,
+    /// The kernels with int8 products on this CPU; says so when there is none.
+    fn int8_kernels() -> Vec<Kernel> {
+        let kernels: Vec<Kernel> =
+            Kernel::supported_all().into_iter().filter(|k| k.has_int8()).collect();
+        if kernels.is_empty() {
+            println!("skipped: no kernel with int8 products on this CPU (int8 computes as f32)");
+        }
+        kernels
+    }
+
+    /// The vectorised quantisation, on every kernel's instruction set, gives exactly the plain formula,
     /// `round_ties_even(v / s) + 128` clamped to [1, 255] with `s` = max|v| /
     /// 127, for every row length (lane tails) and at exact ties (x.5 after
     /// scaling).
     #[test]
     fn quantize_row_is_exact() {
-        for len in [1, 5, 16, 17, 40, 768] {
+        let kernels = Kernel::supported_all();
+        for (kernel, len) in kernels.iter().flat_map(|&k| [1, 5, 16, 17, 40, 768].map(|l| (k, l))) {
             let mut row = pseudo(len, len as u32);
             // Ties: with max |v| = 127 the scale is 1, so v = n + 0.5 is a tie.
             row[0] = 127.0;
@@ -323,12 +334,12 @@ mod tests {
                 *v = (i % 200) as f32 - 100.5;
             }
             let mut got = vec![0u8; len];
-            let s = quantize_row(&row, &mut got);
+            let s = isa::vectorize_on(kernel, || quantize_row_body(&row, &mut got));
             let amax = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
             assert_eq!(s, amax / 127.0);
             for (i, (&g, &v)) in got.iter().zip(&row).enumerate() {
                 let want = ((v * (1.0 / s)).clamp(-127.0, 127.0).round_ties_even() + 128.0) as u8;
-                assert_eq!(g, want, "len {len}, [{i}] = {v}");
+                assert_eq!(g, want, "{kernel} len {len}, [{i}] = {v}");
             }
         }
     }
@@ -340,16 +351,17 @@ mod tests {
     /// these uniform inputs).
     #[test]
     fn matches_quantised_reference() {
-        if !available() {
-            return;
-        }
-        for &(m, n, k) in &[(1, 32, 8), (13, 45, 70), (50, 64, 300), (3, 5, 3), (100, 40, 6000)] {
+        for (kernel, &(m, n, k)) in int8_kernels().into_iter().flat_map(|kernel| {
+            [(1, 32, 8), (13, 45, 70), (50, 64, 300), (3, 5, 3), (100, 40, 6000)]
+                .iter()
+                .map(move |c| (kernel, c))
+        }) {
             let x = pseudo(m * k, 1);
             let wv = pseudo(n * k, 2);
             let w = WeightTensor::from_f32_as(&wv, vec![n, k], DType::F32);
             let b = pseudo(n, 3);
             let mat = Mat { weight: w, out_features: n, in_features: k };
-            let q = Int8Linear::quantize(&[(&mat, Some(&b[..]))]).unwrap();
+            let q = Int8Linear::quantize_for(kernel, &[(&mat, Some(&b[..]))]).unwrap();
             for (threads, accumulate) in [(1, false), (2, true)] {
                 let init = pseudo(m * n, 4);
                 let mut out = init.clone();
@@ -373,7 +385,7 @@ mod tests {
                         let got = out[i * n + j] as f64 - before - b[j] as f64;
                         assert!(
                             (got - dq).abs() < 1e-4 * (1.0 + dq.abs()),
-                            "[{i},{j}] {got} vs {dq}"
+                            "{kernel} [{i},{j}] {got} vs {dq}"
                         );
                         let scale = (k as f64).sqrt() * 0.25;
                         assert!(
@@ -392,14 +404,14 @@ mod tests {
     fn normed_and_packed_inputs_match_plain_rows() {
         use crate::kernels::norm::{layer_norm, LayerNorm};
         use crate::kernels::packed::RowBlocks;
-        if !available() {
-            return;
-        }
-        for &(m, n, k) in &[(3, 40, 70), (50, 64, 768)] {
+        for (kernel, &(m, n, k)) in int8_kernels()
+            .into_iter()
+            .flat_map(|kernel| [(3, 40, 70), (50, 64, 768)].iter().map(move |c| (kernel, c)))
+        {
             let x = pseudo(m * k, 1);
             let w = WeightTensor::from_f32_as(&pseudo(n * k, 2), vec![n, k], DType::F32);
             let mat = Mat { weight: w, out_features: n, in_features: k };
-            let q = Int8Linear::quantize(&[(&mat, None)]).unwrap();
+            let q = Int8Linear::quantize_for(kernel, &[(&mat, None)]).unwrap();
             let ln = LayerNorm { weight: pseudo(k, 3), bias: pseudo(k, 4), eps: 1e-5 };
             let mut normed = vec![0.0; m * k];
             layer_norm(&x, &ln, &mut normed);

@@ -1,112 +1,20 @@
-//! Matrix products on the `gemm` crate.
-//!
-//! [`gemm_f32`] is the one place that calls into `gemm` (an `unsafe` API
-//! taking raw pointers and strides); it checks every stride against the
-//! slice it addresses first. [`linear`] computes `y = x W^T + b` for
-//! `[out, in]` weights in F32, F16 or BF16: 16-bit weights are
-//! widened to f32 a block of output features at a time, so the model keeps
-//! them 16-bit in memory.
+//! Linear layers and the choice of the product that computes them: the
+//! selected kernel's packed micro-kernel ([`PackedLinear`]), its int8
+//! micro-kernel at [`Precision::Int8`], or the `gemm` crate
+//! ([`gemm_crate`](super::gemm_crate)) for the `gemm` kernel.
+//! [`linear`] computes `y = x W^T + b` for `[out, in]` weights in F32, F16
+//! or BF16; 16-bit weights stay 16-bit in memory on every path.
 
 use super::activation::apply_activation;
+use super::gemm_crate::linear_fallback;
 use super::int8::Int8Linear;
 use super::norm::{layer_norm, LayerNorm};
 use super::packed::{Dest, Epilogue, PackedLinear, RowBlocks};
 use crate::config::Activation;
-use crate::weights::{WeightTensor, WeightView};
-use gemm::Parallelism;
-use half::{bf16, f16};
+use crate::weights::WeightTensor;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
-
-/// One operand of [`gemm_f32`]: a slice and the strides of its rows and columns.
-#[derive(Clone, Copy)]
-pub struct GemmOperand<'a> {
-    /// The elements.
-    pub data: &'a [f32],
-    /// Distance between consecutive rows.
-    pub row_stride: usize,
-    /// Distance between consecutive columns.
-    pub col_stride: usize,
-}
-
-fn max_offset(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
-    (rows - 1) * rs + (cols - 1) * cs
-}
-
-/// `dst[m, n] = (accumulate ? dst : 0) + scale * lhs[m, k] · rhs[k, n]`.
-///
-/// `dst` is row-major with row stride `dst_rs` (column stride 1). Uses up to
-/// `threads` rayon threads inside the product (1 = none).
-///
-/// # Panics
-/// If a stride would address outside its slice (an internal bug).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_f32(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: GemmOperand<'_>,
-    rhs: GemmOperand<'_>,
-    scale: f32,
-    threads: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for r in 0..m {
-                dst[r * dst_rs..r * dst_rs + n].fill(0.0);
-            }
-        }
-        return;
-    }
-    assert!(max_offset(m, n, dst_rs, 1) < dst.len(), "gemm: dst out of bounds");
-    assert!(
-        max_offset(m, k, lhs.row_stride, lhs.col_stride) < lhs.data.len(),
-        "gemm: lhs out of bounds"
-    );
-    assert!(
-        max_offset(k, n, rhs.row_stride, rhs.col_stride) < rhs.data.len(),
-        "gemm: rhs out of bounds"
-    );
-    let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the three asserts above prove that every element the product
-    // addresses (row r < m / k, column c < k / n, at r*rs + c*cs) lies inside
-    // its slice; `dst` is borrowed mutably and the inputs immutably, so they
-    // do not alias; f32 is one of the types `gemm` supports.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            scale,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
-}
 
 /// The rows a product multiplies.
 #[derive(Clone, Copy)]
@@ -183,16 +91,18 @@ pub enum Precision {
     Full,
     /// Int8 weights (one scale per output feature) times int8 activations
     /// (one scale per row, computed per product), summed exactly in i32:
-    /// 2.6-3.4x faster on CPUs with AVX-512 VNNI, less accurate (the README
-    /// states the measured cost). Where the CPU lacks VNNI this is the same
-    /// as `Full`.
+    /// faster and less accurate (the README states the measured cost).
+    /// Where the selected kernel has no int8 products
+    /// ([`Kernel::has_int8`](super::Kernel::has_int8); today only AVX-512
+    /// with VNNI has them) this is the same as `Full`.
     Int8,
 }
 
 impl Precision {
-    /// Whether this CPU runs [`Precision::Int8`] with int8 arithmetic.
+    /// Whether the selected kernel runs [`Precision::Int8`] with int8
+    /// arithmetic on this CPU.
     pub fn int8_supported() -> bool {
-        super::int8::available()
+        super::isa::selected().has_int8()
     }
 }
 
@@ -216,9 +126,9 @@ impl PrecisionHandle {
 
 /// A linear layer: a matrix and an optional bias (f32).
 ///
-/// On CPUs with the crate's own micro-kernel (x86-64 with AVX-512) the
-/// matrix is packed for it on first use (see `kernels::packed`); the
-/// packed copy is shared by clones of the layer.
+/// With a kernel that has its own micro-kernel (AVX-512, AVX2, NEON) the
+/// matrix is packed for it on first use (see `kernels::packed`); the packed
+/// copy is shared by clones of the layer.
 #[derive(Clone)]
 pub struct Linear {
     /// The weight.
@@ -245,15 +155,15 @@ impl Linear {
     /// kernel (now): the step computing them can write them there, and the
     /// product then takes them as [`Input::Packed`] with no copy.
     pub(crate) fn input_layout(&self, m: usize) -> Option<RowBlocks> {
-        match self.kernel() {
-            Kernel::Packed(_) => Some(RowBlocks::new(m, self.mat.in_features)),
+        match self.product() {
+            Product::Packed(_) => Some(RowBlocks::new(m, self.mat.in_features)),
             _ => None,
         }
     }
 
     /// The implementation to use now, preparing it on first use.
-    fn kernel(&self) -> Kernel<'_> {
-        self.prepared.kernel(self.precision.get(), || vec![(&self.mat, self.bias.as_deref())])
+    fn product(&self) -> Product<'_> {
+        self.prepared.product(self.precision.get(), || vec![(&self.mat, self.bias.as_deref())])
     }
 }
 
@@ -268,24 +178,25 @@ struct Prepared {
 type Parts<'a> = Vec<(&'a Mat, Option<&'a [f32]>)>;
 
 impl Prepared {
-    /// The implementation for `precision`: int8 when asked for and the CPU
-    /// has it, else the packed kernel when the CPU has it, else `gemm`.
-    /// `parts` lists the matrices and biases, stacked in order.
-    fn kernel<'a>(&'a self, precision: Precision, parts: impl Fn() -> Parts<'a>) -> Kernel<'a> {
+    /// The implementation for `precision`: int8 when asked for and the
+    /// selected kernel has it, else the selected kernel's packed
+    /// micro-kernel when it has one, else `gemm`. `parts` lists the
+    /// matrices and biases, stacked in order.
+    fn product<'a>(&'a self, precision: Precision, parts: impl Fn() -> Parts<'a>) -> Product<'a> {
         if precision == Precision::Int8 {
             if let Some(q) = self.int8.get_or_init(|| Int8Linear::quantize(&parts())) {
-                return Kernel::Int8(q);
+                return Product::Int8(q);
             }
         }
         match self.packed.get_or_init(|| PackedLinear::pack(&parts())) {
-            Some(p) => Kernel::Packed(p),
-            None => Kernel::Gemm,
+            Some(p) => Product::Packed(p),
+            None => Product::Gemm,
         }
     }
 }
 
 /// Which implementation computes a product.
-enum Kernel<'a> {
+enum Product<'a> {
     Int8(&'a Int8Linear),
     Packed(&'a PackedLinear),
     /// The `gemm` crate on the weights as stored.
@@ -347,10 +258,10 @@ impl StackedLinear {
         let n = self.out_features();
         let precision = self.parts.first().map_or(Precision::Full, |p| p.precision.get());
         let parts = || self.parts.iter().map(|p| (&p.mat, p.bias.as_deref())).collect();
-        match self.prepared.kernel(precision, parts) {
-            Kernel::Int8(q) => q.forward(x, m, out, n, Epilogue::Store, threads),
-            Kernel::Packed(p) => p.forward(x, m, out, n, Epilogue::Store, threads),
-            Kernel::Gemm => {
+        match self.prepared.product(precision, parts) {
+            Product::Int8(q) => q.forward(x, m, out, n, Epilogue::Store, threads),
+            Product::Packed(p) => p.forward(x, m, out, n, Epilogue::Store, threads),
+            Product::Gemm => {
                 let x = x.resolve(m, self.in_features(), scratch);
                 let mut col = 0;
                 for part in &self.parts {
@@ -360,11 +271,6 @@ impl StackedLinear {
             }
         }
     }
-}
-
-/// Rows of widened weights per block: about 1 MiB of f32 scratch.
-fn block_rows(in_features: usize) -> usize {
-    ((1 << 18) / in_features.max(1)).clamp(16, 4096)
 }
 
 /// `out[m, out_features] = x[m, in_features] · W^T + b`, using up to
@@ -441,8 +347,8 @@ pub(crate) fn linear_to(
     threads: usize,
 ) {
     let (n, k) = (layer.mat.out_features, layer.mat.in_features);
-    let kernel = layer.kernel();
-    if let Kernel::Packed(p) = kernel {
+    let product = layer.product();
+    if let Product::Packed(p) = product {
         return p.forward_to(x, m, out, dest, epilogue, threads);
     }
     let out_rs = match dest {
@@ -454,9 +360,9 @@ pub(crate) fn linear_to(
             return layout.pack(Input::Rows(&rows), out, 1);
         }
     };
-    match kernel {
-        Kernel::Int8(q) => q.forward(x, m, out, out_rs, epilogue, threads),
-        Kernel::Packed(_) | Kernel::Gemm => {
+    match product {
+        Product::Int8(q) => q.forward(x, m, out, out_rs, epilogue, threads),
+        Product::Packed(_) | Product::Gemm => {
             let x = x.resolve(m, k, scratch);
             linear_fallback(&x, m, layer, out, out_rs, epilogue.accumulates(), threads);
             if let Epilogue::Activate(act) = epilogue {
@@ -469,96 +375,12 @@ pub(crate) fn linear_to(
     }
 }
 
-/// The product on the `gemm` crate (CPUs without the packed kernel).
-fn linear_fallback(
-    x: &[f32],
-    m: usize,
-    layer: &Linear,
-    out: &mut [f32],
-    out_rs: usize,
-    accumulate: bool,
-    threads: usize,
-) {
-    let (n, k) = (layer.mat.out_features, layer.mat.in_features);
-    if m == 0 {
-        return;
-    }
-    let accumulate = match &layer.bias {
-        Some(b) => {
-            for i in 0..m {
-                let row = &mut out[i * out_rs..i * out_rs + n];
-                if accumulate {
-                    row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
-                } else {
-                    row.copy_from_slice(b);
-                }
-            }
-            true
-        }
-        None => accumulate,
-    };
-    let lhs = GemmOperand { data: x, row_stride: k, col_stride: 1 };
-    match layer.mat.weight.view() {
-        WeightView::F32(w) => {
-            // B[k, n] = W^T: element (kk, nn) of the [out, in] storage is at nn*k + kk.
-            let rhs = GemmOperand { data: w, row_stride: 1, col_stride: k };
-            gemm_f32(m, n, k, out, out_rs, accumulate, lhs, rhs, 1.0, threads);
-        }
-        WeightView::F16(w) => {
-            let dst = (out, out_rs, accumulate);
-            linear_widened(w, widen_f16, lhs, (m, n, k), dst, threads)
-        }
-        WeightView::BF16(w) => {
-            let dst = (out, out_rs, accumulate);
-            linear_widened(w, widen_bf16, lhs, (m, n, k), dst, threads)
-        }
-    }
-}
-
-/// Widens a slice with the vectorised conversions of the `half` crate
-/// (F16C on x86-64 when the CPU has it, checked at run time).
-pub(crate) fn widen_f16(src: &[f16], dst: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    src.convert_to_f32_slice(dst)
-}
-
-/// As [`widen_f16`] for bfloat16.
-pub(crate) fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    src.convert_to_f32_slice(dst)
-}
-
-fn linear_widened<T: Copy + Send + Sync>(
-    w: &[T],
-    widen: fn(&[T], &mut [f32]),
-    lhs: GemmOperand<'_>,
-    (m, n, k): (usize, usize, usize),
-    (out, out_rs, accumulate): (&mut [f32], usize, bool),
-    threads: usize,
-) {
-    use rayon::prelude::*;
-    let nb = block_rows(k).min(n);
-    let mut scratch = vec![0.0f32; nb * k];
-    let mut n0 = 0;
-    while n0 < n {
-        let rows = nb.min(n - n0);
-        let block = &mut scratch[..rows * k];
-        // Widen output features n0..n0+rows into an [rows, k] f32 block.
-        block
-            .par_chunks_mut(k)
-            .enumerate()
-            .for_each(|(r, dst)| widen(&w[(n0 + r) * k..(n0 + r + 1) * k], dst));
-        let rhs = GemmOperand { data: block, row_stride: 1, col_stride: k };
-        gemm_f32(m, rows, k, &mut out[n0..], out_rs, accumulate, lhs, rhs, 1.0, threads);
-        n0 += rows;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::test_support::pseudo;
     use crate::weights::{DType, WeightTensor};
+    use half::{bf16, f16};
 
     fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; m * n];

@@ -1,6 +1,7 @@
 //! Layer normalisation over the last dimension.
 
-use super::lane_fold;
+use super::isa::vectorized;
+use super::simd::lane_fold;
 use super::team;
 
 /// The parameters of a `LayerNorm` (`weight`, `bias`, `eps`), widened to f32.
@@ -42,13 +43,13 @@ pub(crate) fn normalize_row(x: &[f32], ln: &LayerNorm, out: &mut [f32]) {
     normalize_segment(x, &ln.weight, &ln.bias, mean, rstd, out);
 }
 
-widest_simd!(
+vectorized!(
     /// The mean and `1 / sqrt(var + eps)` of one row, as [`layer_norm`]
-    /// uses them (compiled for AVX-512 when the CPU has it).
+    /// uses them.
     pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) = row_stats_body
 );
 
-widest_simd!(
+vectorized!(
     /// `out = (x - mean) * rstd * w + b` over a segment of a row (`x`, `w`,
     /// `b` and `out` the segment's elements): normalised values bit for bit
     /// as [`layer_norm`] gives them, for callers that store a row in pieces.
@@ -95,5 +96,32 @@ mod tests {
         layer_norm(&[1.0, 3.0, -2.0, -2.0], &ln, &mut out);
         assert!((out[0] - -0.5).abs() < 1e-6 && (out[1] - 2.0).abs() < 1e-6);
         assert!(out[2].is_nan()); // zero variance with eps 0 is 0/0, NaN in PyTorch too
+    }
+
+    /// On every kernel's instruction set: the statistics (f64 lanes) and
+    /// the normalised rows against an f64 reference, for widths that leave
+    /// partial vectors. Tolerance 1e-5 relative to the row's scale: f32
+    /// rounding of O(1) values.
+    #[test]
+    fn every_kernel_normalises_like_f64() {
+        use crate::kernels::isa::{vectorize_on, Kernel};
+        use crate::kernels::test_support::pseudo;
+        for kernel in Kernel::supported_all() {
+            for d in [1, 7, 16, 33, 768] {
+                let x: Vec<f32> = pseudo(d, d as u32).iter().map(|v| 3.0 * v + 1.0).collect();
+                let (w, b) = (pseudo(d, 2), pseudo(d, 3));
+                let mean = x.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+                let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+                let rstd = 1.0 / (var + 1e-5).sqrt();
+                let (m, r) = vectorize_on(kernel, || row_stats_body(&x, 1e-5));
+                assert!((m as f64 - mean).abs() < 1e-6 && (r as f64 / rstd - 1.0).abs() < 1e-6);
+                let mut out = vec![0.0; d];
+                vectorize_on(kernel, || normalize_segment_body(&x, &w, &b, m, r, &mut out));
+                for i in 0..d {
+                    let want = (x[i] as f64 - mean) * rstd * w[i] as f64 + b[i] as f64;
+                    assert!((out[i] as f64 - want).abs() < 1e-5, "{kernel} d={d} [{i}]");
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,296 @@
+//! AVX-512: 16-lane vectors, a `12 x 32` GEMM tile (24 accumulators of
+//! the 32 registers), attention head tiles of 6 queries x 4 vectors, and
+//! the int8 micro-kernel on AVX-512 VNNI (`vpdpbusd`).
+
+use super::microkernel::{self, with_rows, Spread};
+use super::spread_into_l1;
+use crate::kernels::int8::TileI8;
+use crate::kernels::isa::{Isa, Kernel, SimdOp};
+use crate::kernels::packed::{PanelType, Tile, DT_BF16, DT_F16, DT_F32};
+use crate::kernels::simd::F32Vec;
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+/// The AVX-512 instruction set (AVX-512F; int8 also needs AVX-512 VNNI).
+pub(crate) struct Avx512;
+
+// SAFETY: `detected` checks AVX-512F, every function here is compiled for
+// it (and the int8 kernel for AVX-512 VNNI, which `int8` checks).
+unsafe impl Isa for Avx512 {
+    const KERNEL: Kernel = Kernel::Avx512;
+    type F32 = __m512;
+    const MR: usize = 12;
+    const NR: usize = 32;
+    const HEAD_VECS: usize = 4;
+
+    fn detected() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    }
+
+    fn int8() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| Self::detected() && is_x86_feature_detected!("avx512vnni"))
+    }
+
+    #[inline(always)]
+    unsafe fn run<O: SimdOp>(op: O) -> O::Output {
+        run(op)
+    }
+
+    unsafe fn tile(dtype: PanelType, rows: usize, kc: usize, b: *const u8, t: &Tile) {
+        macro_rules! by_rows {
+            ($dt:expr, $l1:expr) => {
+                with_rows!(12, rows, |R| kernel::<R, { $dt }, $l1>(kc, b, t))
+            };
+        }
+        match (dtype, spread_into_l1()) {
+            (PanelType::F32, false) => by_rows!(DT_F32, false),
+            (PanelType::F32, true) => by_rows!(DT_F32, true),
+            (PanelType::F16, false) => by_rows!(DT_F16, false),
+            (PanelType::F16, true) => by_rows!(DT_F16, true),
+            (PanelType::BF16, false) => by_rows!(DT_BF16, false),
+            (PanelType::BF16, true) => by_rows!(DT_BF16, true),
+        }
+    }
+
+    unsafe fn tile_i8(rows: usize, groups: usize, b: *const u8, t: &TileI8) {
+        if spread_into_l1() {
+            with_rows!(12, rows, |R| kernel_i8::<R, true>(groups, b, t))
+        } else {
+            with_rows!(12, rows, |R| kernel_i8::<R, false>(groups, b, t))
+        }
+    }
+}
+
+/// `op` compiled for AVX-512F.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn run<O: SimdOp>(op: O) -> O::Output {
+    op.eval::<Avx512>()
+}
+
+/// The f32 micro-kernel for `ROWS` rows of `DT` panels (see
+/// [`microkernel::tile`]).
+///
+/// # Safety
+/// The CPU has AVX-512F; the rest as [`microkernel::tile`].
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const ROWS: usize, const DT: u8, const L1: bool>(
+    kc: usize,
+    b: *const u8,
+    t: &Tile,
+) {
+    microkernel::tile::<__m512, ROWS, 2, DT, L1>(kc, b, t)
+}
+
+/// A mask of the lanes below `n` (all 16 when `n >= 16`).
+#[inline(always)]
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
+// SAFETY: each method is the AVX-512F instruction(s) its doc describes.
+unsafe impl F32Vec for __m512 {
+    const LANES: usize = 16;
+
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        _mm512_set1_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm512_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        _mm512_maskz_loadu_ps(lanes(n), p)
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        _mm512_mask_storeu_ps(p, lanes(n), self)
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> Self {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> Self {
+        let wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        _mm512_add_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        _mm512_sub_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        _mm512_mul_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        _mm512_fmadd_ps(self, b, c)
+    }
+    #[inline(always)]
+    unsafe fn neg_mul_add(self, b: Self, c: Self) -> Self {
+        _mm512_fnmadd_ps(self, b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(self, b: Self) -> Self {
+        _mm512_max_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn min(self, b: Self) -> Self {
+        _mm512_min_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        _mm512_abs_ps(self)
+    }
+    /// `self`'s bits with `sign`'s sign bit or-ed in (`self` is not
+    /// negative where the kernels use it).
+    #[inline(always)]
+    unsafe fn with_sign_of(self, sign: Self) -> Self {
+        let s = _mm512_and_si512(_mm512_castps_si512(sign), _mm512_set1_epi32(i32::MIN));
+        _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(self), s))
+    }
+    #[inline(always)]
+    unsafe fn round(self) -> Self {
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self)
+    }
+    /// A 14-bit estimate refined by one Newton step (relative error about
+    /// 2^-28 before rounding).
+    #[inline(always)]
+    unsafe fn recip(self) -> Self {
+        let r = _mm512_rcp14_ps(self);
+        _mm512_mul_ps(r, _mm512_fnmadd_ps(self, r, _mm512_set1_ps(2.0)))
+    }
+    #[inline(always)]
+    unsafe fn scale_pow2(self, n: Self) -> Self {
+        _mm512_scalef_ps(self, n)
+    }
+    /// 16 x 16 in registers ([`transpose16`]), rows and columns masked.
+    #[inline(always)]
+    unsafe fn transpose_block(
+        src: *const f32,
+        src_rs: usize,
+        rows: usize,
+        cols: usize,
+        dst: *mut f32,
+        dst_rs: usize,
+    ) {
+        let m = lanes(cols);
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, r) in r.iter_mut().enumerate().take(rows) {
+            *r = _mm512_maskz_loadu_ps(m, src.add(i * src_rs));
+        }
+        let r = transpose16(r);
+        for (c, r) in r.iter().enumerate().take(cols) {
+            _mm512_storeu_ps(dst.add(c * dst_rs), *r);
+        }
+    }
+}
+
+/// A 16 x 16 transpose: element `c` of vector `r` goes to element `r` of
+/// vector `c`. Interleaves pairs of rows (4-byte then 8-byte lanes), then
+/// moves 128-bit lanes twice.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[inline(always)]
+unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let b = 4 * g;
+        let (lo01, hi01) = (_mm512_unpacklo_ps(r[b], r[b + 1]), _mm512_unpackhi_ps(r[b], r[b + 1]));
+        let (lo23, hi23) =
+            (_mm512_unpacklo_ps(r[b + 2], r[b + 3]), _mm512_unpackhi_ps(r[b + 2], r[b + 3]));
+        let pd = _mm512_castps_pd;
+        let ps = _mm512_castpd_ps;
+        // Within each 128-bit lane, t[b + m] holds column m of rows b..b+4.
+        t[b] = ps(_mm512_unpacklo_pd(pd(lo01), pd(lo23)));
+        t[b + 1] = ps(_mm512_unpackhi_pd(pd(lo01), pd(lo23)));
+        t[b + 2] = ps(_mm512_unpacklo_pd(pd(hi01), pd(hi23)));
+        t[b + 3] = ps(_mm512_unpackhi_pd(pd(hi01), pd(hi23)));
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for m in 0..4 {
+        // Lanes 0 and 2, or 1 and 3, of the rows 0-3 and 4-7 groups, and of 8-11 and 12-15.
+        let a = _mm512_shuffle_f32x4::<0x88>(t[m], t[4 + m]);
+        let b = _mm512_shuffle_f32x4::<0xdd>(t[m], t[4 + m]);
+        let c = _mm512_shuffle_f32x4::<0x88>(t[8 + m], t[12 + m]);
+        let d = _mm512_shuffle_f32x4::<0xdd>(t[8 + m], t[12 + m]);
+        // Column 4 * lane + m is lane `lane` of t[m], t[4 + m], t[8 + m], t[12 + m].
+        out[m] = _mm512_shuffle_f32x4::<0x88>(a, c);
+        out[8 + m] = _mm512_shuffle_f32x4::<0xdd>(a, c);
+        out[4 + m] = _mm512_shuffle_f32x4::<0x88>(b, d);
+        out[12 + m] = _mm512_shuffle_f32x4::<0xdd>(b, d);
+    }
+    out
+}
+
+/// The int8 micro-kernel (see [`crate::kernels::int8`]): `ROWS x 32`
+/// outputs from `groups` groups of four depths, `u8 x i8` products summed
+/// in i32 by `vpdpbusd`, then `y = s_m s_n (acc - offset_n) + b_n (+ y)`.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX-512 VNNI. `b` points at `groups * 4 * 32`
+/// bytes of panel; `t.a` at `ROWS` rows of `groups * 4` bytes (stride
+/// `t.lda`); `t.row_scale` at `ROWS` f32; `t.scale`, `t.offset` (and
+/// `t.bias` unless null) at 32 elements; `t.c` at `ROWS` rows of
+/// `t.n_valid` f32 (stride `t.ldc`) that only this call accesses.
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn kernel_i8<const ROWS: usize, const L1: bool>(groups: usize, b: *const u8, t: &TileI8) {
+    const NR: usize = 32;
+    let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
+    let mut share = Spread::<L1>::new(t.next, t.next_lines, groups);
+    for g in 0..groups {
+        share.step();
+        let b0 = _mm512_loadu_si512(b.add(g * 4 * NR).cast());
+        let b1 = _mm512_loadu_si512(b.add(g * 4 * NR + 64).cast());
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let four = t.a.add(r * t.lda + 4 * g).cast::<i32>().read_unaligned();
+            let av = _mm512_set1_epi32(four);
+            acc[0] = _mm512_dpbusd_epi32(acc[0], av, b0);
+            acc[1] = _mm512_dpbusd_epi32(acc[1], av, b1);
+        }
+    }
+    let (m0, m1) = (lanes(t.n_valid), lanes(t.n_valid.saturating_sub(16)));
+    let scale = [_mm512_maskz_loadu_ps(m0, t.scale), _mm512_maskz_loadu_ps(m1, t.scale.add(16))];
+    let offset =
+        [_mm512_maskz_loadu_epi32(m0, t.offset), _mm512_maskz_loadu_epi32(m1, t.offset.add(16))];
+    let bias = if t.bias.is_null() {
+        [_mm512_setzero_ps(); 2]
+    } else {
+        [_mm512_maskz_loadu_ps(m0, t.bias), _mm512_maskz_loadu_ps(m1, t.bias.add(16))]
+    };
+    for (r, acc) in acc.iter().enumerate() {
+        let c = t.c.add(r * t.ldc);
+        let sa = _mm512_set1_ps(*t.row_scale.add(r));
+        let mut v = [_mm512_setzero_ps(); 2];
+        for h in 0..2 {
+            let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[h], offset[h]));
+            v[h] = _mm512_fmadd_ps(_mm512_mul_ps(exact, scale[h]), sa, bias[h]);
+        }
+        if t.load_c {
+            v[0] = _mm512_add_ps(v[0], _mm512_maskz_loadu_ps(m0, c));
+            v[1] = _mm512_add_ps(v[1], _mm512_maskz_loadu_ps(m1, c.add(16)));
+        }
+        _mm512_mask_storeu_ps(c, m0, v[0]);
+        _mm512_mask_storeu_ps(c.add(16), m1, v[1]);
+    }
+}
