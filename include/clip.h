@@ -139,9 +139,19 @@ typedef enum clip_precision {
     CLIP_PRECISION_INT8 = 1
 } clip_precision;
 
-/* 1 if this CPU runs CLIP_PRECISION_INT8 with int8 arithmetic (x86-64 with
-   AVX-512 VNNI), else 0 (INT8 then computes as FULL). */
+/* 1 if this CPU runs CLIP_PRECISION_INT8 with int8 arithmetic (today: the
+   avx512 kernel on a CPU with AVX-512 VNNI), else 0 (INT8 then computes as
+   FULL). */
 CLIP_API int clip_int8_supported(void);
+
+/* The kernel this process computes with: "avx512", "avx2", "neon" or "gemm"
+   (the gemm crate, no kernel of this library's own); a static string, never
+   freed. Chosen once per process: the fastest this CPU supports, or the one
+   the CLIP_KERNEL environment variable names (read at the first call that
+   needs it). NULL, with clip_last_error() saying why, when CLIP_KERNEL names
+   a kernel that does not exist or that this CPU cannot run; clip_model_load
+   then fails too (CLIP_ERR_INVALID_ARGUMENT or CLIP_ERR_UNSUPPORTED). */
+CLIP_API const char *clip_kernel_name(void);
 
 /*
  * Load options. Initialise with clip_model_options_init(), then set fields.

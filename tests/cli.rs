@@ -268,6 +268,43 @@ fn info_and_preprocess() {
     assert_eq!(t.shape(), &[1, 3, 64, 64]);
 }
 
+/// `clip info` names the kernel in use (the environment's `CLIP_KERNEL`,
+/// if the tests run under one, else the detected kernel), and every kernel
+/// this CPU supports; forcing `gemm` shows in both outputs; an unknown
+/// `CLIP_KERNEL` is bad usage (exit 2), one this CPU cannot run a runtime
+/// error (exit 1), both naming it, no panic.
+#[test]
+fn info_reports_the_kernel_and_clip_kernel_forces_it() {
+    use clip::kernels::Kernel;
+    let info: Value = serde_json::from_str(&ok(&["info", "--json"])).unwrap();
+    let active = clip::kernels::active_kernel().unwrap();
+    assert_eq!(info["kernel"]["active"], active.name());
+    let supported: Vec<&str> = Kernel::supported_all().iter().map(|k| k.name()).collect();
+    assert_eq!(info["kernel"]["supported"], serde_json::json!(supported));
+    assert_eq!(info["kernel"]["int8"], active.has_int8());
+    let with_kernel = |value: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_clip"))
+            .args(args)
+            .current_dir(root())
+            .env("CLIP_KERNEL", value)
+            .output()
+            .expect("cannot run clip")
+    };
+    let o = with_kernel("gemm", &["info"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("kernel:         gemm (forced by CLIP_KERNEL"), "{}", stdout(&o));
+    let other = if cfg!(target_arch = "x86_64") { "neon" } else { "avx512" };
+    for (value, code) in [("sse9", 2), (other, 1)] {
+        let o = with_kernel(value, &["embed", "--text", "a red circle"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "CLIP_KERNEL={value}: {err}");
+        assert!(
+            err.contains(&format!("CLIP_KERNEL={value}")) && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn errors_have_meaningful_exit_codes_and_no_panics() {
     let cases: &[(&[&str], i32, &str)] = &[

@@ -5,10 +5,11 @@ use crate::args::{out_arg, path_arg, slice_arg, write_opt};
 use crate::status::{guard, guard_value, ClipStatus, FfiError, FfiResult};
 use clip::config::ModelConfig;
 use clip::image_processing::{AlphaPolicy, CLIPImageProcessor, ImageLimits, ImageProcessorConfig};
+use clip::kernels::Kernel;
 use clip::tokenizer::CLIPTokenizer;
 use clip::weights::WeightStore;
 use clip::{CLIPModel, CLIPProcessor, Pipeline, Precision};
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 /// `clip_log_fn`: receives the library's diagnostics.
 pub type ClipLogFn =
@@ -642,6 +643,27 @@ pub unsafe extern "C" fn clip_model_precision(model: *const ClipModel) -> i32 {
 #[no_mangle]
 pub extern "C" fn clip_int8_supported() -> c_int {
     guard_value(|| Ok(c_int::from(Precision::int8_supported()))).unwrap_or(0)
+}
+
+/// `clip_kernel_name`: the kernel this process computes with, as a static
+/// NUL-terminated name; NULL (with the last error set) when `CLIP_KERNEL`
+/// names a kernel that does not exist or that this CPU cannot run.
+#[no_mangle]
+pub extern "C" fn clip_kernel_name() -> *const c_char {
+    guard_value(|| Ok(kernel_cname(clip::kernels::active_kernel()?))).unwrap_or(std::ptr::null())
+}
+
+/// The kernel's name as a static C string.
+fn kernel_cname(kernel: Kernel) -> *const c_char {
+    let name: &'static CStr = match kernel {
+        Kernel::Avx512 => c"avx512",
+        Kernel::Avx2 => c"avx2",
+        Kernel::Neon => c"neon",
+        Kernel::Gemm => c"gemm",
+        _ => c"unknown",
+    };
+    debug_assert_eq!(name.to_str(), Ok(kernel.name()));
+    name.as_ptr()
 }
 
 /// `clip_model_image_size`

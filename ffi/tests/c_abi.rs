@@ -443,6 +443,52 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
+/// `clip_kernel_name` and `CLIP_KERNEL`: unset, the name is the kernel
+/// the Rust API reports (detected, or forced by the environment this test
+/// runs in); forced to `gemm` (every CPU runs it), it says so and loads;
+/// forced to a name that does not exist, or to the other architecture's
+/// kernel, the name is NULL, loading fails with INVALID_ARGUMENT or
+/// UNSUPPORTED, and both messages name the variable's value.
+#[test]
+fn kernel_is_reported_and_forced() {
+    let demo = root().join("assets/demo-model");
+    let exe = build("kernel", &[c_src("kernel.c")], Link::Shared, &[]);
+    let run_with = |value: Option<&str>| {
+        let mut cmd = Command::new(&exe);
+        cmd.arg(&demo);
+        match value {
+            Some(v) => cmd.env("CLIP_KERNEL", v),
+            None => cmd.env_remove("CLIP_KERNEL"),
+        };
+        let out = cmd.output().expect("cannot run the C program");
+        assert!(out.status.success(), "CLIP_KERNEL={value:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let detected = clip::kernels::Kernel::detected().name();
+    let stdout = run_with(None);
+    let got = keyed_lines(&stdout);
+    assert_eq!(got["kernel"], [detected], "{stdout}");
+    assert_eq!(got["load"], ["CLIP_OK"], "{stdout}");
+    let stdout = run_with(Some("gemm"));
+    let got = keyed_lines(&stdout);
+    assert_eq!(
+        (&got["kernel"][..], &got["load"][..]),
+        (&["gemm".to_string()][..], &["CLIP_OK".to_string()][..])
+    );
+    let other = if cfg!(target_arch = "x86_64") { "neon" } else { "avx2" };
+    for (value, status) in [("sse9", "CLIP_ERR_INVALID_ARGUMENT"), (other, "CLIP_ERR_UNSUPPORTED")]
+    {
+        let stdout = run_with(Some(value));
+        let got = keyed_lines(&stdout);
+        assert_eq!(got["kernel"], ["NULL"], "{stdout}");
+        assert_eq!(got["load"], [status], "{stdout}");
+        for key in ["kernel_error", "load_error"] {
+            let message = got[key].join(" ");
+            assert!(message.contains(&format!("CLIP_KERNEL={value}")), "{key}: {message}");
+        }
+    }
+}
+
 /// `clip_model_options.precision` on the built-in demo model
 /// (`assets/demo-model/`, loaded as a directory) and its 60 held-out images
 /// (`tests/fixtures/demo/`), as `tests/int8_precision.rs` measures it:

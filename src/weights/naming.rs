@@ -164,8 +164,11 @@ pub(crate) struct Loader<'a> {
 
 impl<'a> Loader<'a> {
     /// A loader over `store`, detecting its naming. Fails on checkpoints
-    /// using features this runtime does not implement (open_clip LayerScale).
+    /// using features this runtime does not implement (open_clip LayerScale),
+    /// and when `CLIP_KERNEL` names a kernel that does not exist or that
+    /// this CPU cannot run ([`crate::kernels::active_kernel`]).
     pub fn new(store: &'a WeightStore) -> Result<Self> {
+        crate::kernels::active_kernel()?;
         if let Some(n) = store.names().into_iter().find(|n| n.ends_with(".ls_1.gamma")) {
             return Err(Error::unsupported(format!(
                 "tensor \"{n}\": open_clip LayerScale is not supported"

@@ -1,10 +1,12 @@
 //! `clip info`: what a model is and how it will run.
 
 use crate::common::ModelArg;
+use clip::kernels::Kernel;
 use clip::Result;
 
 /// Show the architecture, sizes, weight dtypes and memory, preprocessing
-/// settings and tokenizer source of a model.
+/// settings and tokenizer source of a model, and which kernel computes
+/// (CLIP_KERNEL=avx512|avx2|neon|gemm forces one this CPU supports).
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
     #[command(flatten)]
@@ -23,6 +25,10 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     let w = model.weights_summary();
     let pp = &pipeline.processor().image_processor.config;
     let tok = &pipeline.processor().tokenizer;
+    // Loading succeeded, so the kernel choice is valid.
+    let kernel = clip::kernels::active_kernel()?;
+    let supported: Vec<&str> = Kernel::supported_all().iter().map(|k| k.name()).collect();
+    let int8 = kernel.has_int8();
     let out = serde_json::json!({
         "model": args.model.describe(),
         "architecture": "CLIPModel",
@@ -46,6 +52,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         "preprocessing": serde_json::to_value(pp).unwrap_or(serde_json::Value::Null),
         "tokenizer": { "source": tok.source(), "vocab_size": tok.vocab_size() },
         "threads": pipeline.num_threads(),
+        "kernel": { "active": kernel.name(), "supported": supported, "int8": int8 },
     });
     if args.json {
         println!("{out}");
@@ -90,5 +97,12 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     println!("preprocessing:  {}", serde_json::to_string(pp).unwrap_or_default());
     println!("tokenizer:      {} ({} tokens)", tok.source(), tok.vocab_size());
     println!("threads:        {}", pipeline.num_threads());
+    let forced = std::env::var_os(clip::kernels::KERNEL_ENV).is_some_and(|v| !v.is_empty());
+    println!(
+        "kernel:         {kernel} ({}; int8 products: {}; this CPU runs: {})",
+        if forced { "forced by CLIP_KERNEL" } else { "detected" },
+        if int8 { "yes" } else { "no, --int8 computes in f32" },
+        supported.join(", ")
+    );
     Ok(())
 }

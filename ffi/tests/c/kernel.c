@@ -1,0 +1,34 @@
+/*
+ * clip_kernel_name() and the CLIP_KERNEL environment variable: prints the
+ * kernel's name (or "NULL" and the last error), then loads MODEL_DIR and
+ * prints the status name (and the error message on failure).
+ *
+ * usage: kernel MODEL_DIR
+ */
+#include "clip.h"
+
+#include <stdio.h>
+
+int main(int argc, char **argv) {
+    clip_model_options opts;
+    clip_model *model = NULL;
+    clip_status s;
+    const char *name;
+
+    if (argc != 2) { fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]); return 2; }
+    name = clip_kernel_name();
+    if (name) {
+        printf("kernel %s\n", name);
+    } else {
+        printf("kernel NULL\n");
+        printf("kernel_error %s\n", clip_last_error());
+    }
+    clip_model_options_init(&opts);
+    s = clip_model_load(argv[1], &opts, &model);
+    printf("load %s\n", clip_status_name(s));
+    if (s != CLIP_OK) {
+        printf("load_error %s\n", clip_last_error());
+    }
+    clip_model_free(model);
+    return 0;
+}
