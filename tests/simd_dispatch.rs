@@ -1,4 +1,8 @@
-//! Which SIMD code the matrix products actually run, on this machine.
+//! Which SIMD code the products actually run, on this machine: this
+//! crate's own kernel (`clip::kernels::Kernel`, the instruction set its
+//! micro-kernels, attention tiles and element-wise loops are compiled for),
+//! and the `gemm` crate's f32 kernel (what the `gemm` kernel's products
+//! run on).
 //!
 //! `gemm` picks its f32 kernel once, at the first call, from runtime CPU
 //! feature detection (`gemm-common` 0.19, `init_gemm_fn`): on aarch64
@@ -35,7 +39,12 @@ fn cpu_features() -> Vec<(&'static str, bool)> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as d;
-        vec![("avx2", d!("avx2")), ("fma", d!("fma")), ("avx512f", d!("avx512f"))]
+        vec![
+            ("avx2", d!("avx2")),
+            ("fma", d!("fma")),
+            ("f16c", d!("f16c")),
+            ("avx512f", d!("avx512f")),
+        ]
     }
     #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
     {
@@ -214,6 +223,36 @@ fn gemm_dispatches_to_the_simd_kernel_the_cpu_supports() {
     println!("gemm f32 kernel dispatched to: {symbol}");
     let want = format!("gemm_f32::gemm::f32::{}::gemm_basic", expected_kernel());
     assert!(symbol.ends_with(&want), "dispatched to {symbol}, expected {want}");
+}
+
+/// The kernel this crate runs is the one `CLIP_KERNEL` forces, else the
+/// fastest this CPU's features allow: AVX-512F; AVX2 with FMA and F16C;
+/// NEON on aarch64; otherwise `gemm`.
+#[test]
+fn crate_runs_the_kernel_the_cpu_supports() {
+    use clip::kernels::Kernel;
+    let features = cpu_features();
+    let has = |name: &str| features.iter().any(|&(n, on)| n == name && on);
+    let fastest = if has("avx512f") {
+        Kernel::Avx512
+    } else if has("avx2") && has("fma") && has("f16c") {
+        Kernel::Avx2
+    } else if has("neon") {
+        Kernel::Neon
+    } else {
+        Kernel::Gemm
+    };
+    let active = clip::kernels::active_kernel().expect("CLIP_KERNEL names a kernel this CPU runs");
+    let supported: Vec<&str> = Kernel::supported_all().iter().map(|k| k.name()).collect();
+    println!(
+        "clip kernel: {active} (fastest here: {fastest}; supported: {})",
+        supported.join(", ")
+    );
+    assert_eq!(Kernel::detected(), fastest);
+    match std::env::var("CLIP_KERNEL").ok().filter(|v| !v.is_empty() && v != "auto") {
+        Some(forced) => assert_eq!(active.name(), forced.to_ascii_lowercase()),
+        None => assert_eq!(active, fastest),
+    }
 }
 
 #[test]
