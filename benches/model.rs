@@ -15,6 +15,7 @@
 mod random_model;
 
 use clip::config::CLIPConfig;
+use clip::kernels::Kernel;
 use clip::{CLIPModel, Precision, Tensor};
 use random_model::{b32_config, random_store, time_it};
 
@@ -47,9 +48,10 @@ fn text_flops(c: &CLIPConfig, len: usize) -> f64 {
         + 2.0 * d * c.projection_dim as f64
 }
 
-/// Nominal f32 FMA peak: threads x MHz x (lanes x 2 FMA units x 2 FLOPs).
-/// 32 lanes-FLOPs per cycle per FMA unit with AVX-512, 16 with AVX2, 8 with NEON.
-fn peak_gflops(threads: usize) -> (f64, String) {
+/// Nominal f32 FMA peak of `kernel`'s instruction set: threads x MHz x
+/// (lanes x 2 FMA units x 2 FLOPs): 64 FLOP/cycle with AVX-512, 32 with
+/// AVX2, 16 with 128-bit SIMD (NEON, or the `gemm` kernel's baseline).
+fn peak_gflops(threads: usize, kernel: Kernel) -> (f64, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let mhz = info
         .lines()
@@ -57,12 +59,10 @@ fn peak_gflops(threads: usize) -> (f64, String) {
         .and_then(|l| l.split(':').nth(1))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .unwrap_or(0.0);
-    let (per_cycle, isa) = if info.contains(" avx512f") {
-        (64.0, "AVX-512, 2 FMA units")
-    } else if info.contains(" fma") {
-        (32.0, "AVX2, 2 FMA units")
-    } else {
-        (16.0, "128-bit SIMD, 2 FMA units")
+    let (per_cycle, isa) = match kernel {
+        Kernel::Avx512 => (64.0, "AVX-512, 2 FMA units"),
+        Kernel::Avx2 => (32.0, "AVX2, 2 FMA units"),
+        _ => (16.0, "128-bit SIMD, 2 FMA units"),
     };
     (
         threads as f64 * mhz * 1e-3 * per_cycle,
@@ -136,25 +136,27 @@ fn write_text_inputs(cases: &[TextCase]) -> std::io::Result<()> {
     std::fs::write(dir.join("texts.json"), serde_json::to_string(&json)?)
 }
 
-/// The machine's f32 FMA throughput as measured: every thread of the pool
-/// runs a register-only loop of independent fused multiply-adds at the
-/// widest width this CPU has, for ~0.3 s; returns the sum of the threads'
-/// GFLOP/s (the best of three tries). This is the ceiling that counts (the
-/// clock under an all-core AVX-512 load), unlike the nominal clock.
-fn measured_peak_gflops() -> Option<f64> {
+/// The machine's f32 FMA throughput at `kernel`'s width, as measured:
+/// every thread of the pool runs a register-only loop of independent fused
+/// multiply-adds for ~0.3 s; returns the sum of the threads' GFLOP/s (the
+/// best of three tries). This is the ceiling that counts (the clock under
+/// an all-core load of that width), unlike the nominal clock. `None` for the
+/// kernels without an x86 loop here (NEON, `gemm`).
+fn measured_peak_gflops(kernel: Kernel) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            return None;
-        }
+        // SAFETY (both calls): the kernel is the active one, which this CPU
+        // supports (AVX-512F, or AVX2 with FMA); the loops touch registers only.
+        let (run, flops): (fn(usize) -> f32, usize) = match kernel {
+            Kernel::Avx512 => (|n| unsafe { fma_loop_512(n) }, 24 * 16 * 2),
+            Kernel::Avx2 => (|n| unsafe { fma_loop_256(n) }, 12 * 8 * 2),
+            _ => return None,
+        };
         let one_thread = || {
             const ITERS: usize = 4_000_000;
             let t = std::time::Instant::now();
-            // SAFETY: AVX-512F was detected above; the loop only touches registers.
-            let sink = unsafe { fma_loop(ITERS) };
-            std::hint::black_box(sink);
-            // 24 accumulators x 16 lanes x 2 FLOPs per iteration.
-            (ITERS * 24 * 16 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
+            std::hint::black_box(run(ITERS));
+            (ITERS * flops) as f64 / t.elapsed().as_secs_f64() / 1e9
         };
         let best = (0..3)
             .map(|_| rayon::broadcast(|_| one_thread()).iter().sum::<f64>())
@@ -163,6 +165,7 @@ fn measured_peak_gflops() -> Option<f64> {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = kernel;
         None
     }
 }
@@ -174,7 +177,7 @@ fn measured_peak_gflops() -> Option<f64> {
 /// The CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn fma_loop(iters: usize) -> f32 {
+unsafe fn fma_loop_512(iters: usize) -> f32 {
     use std::arch::x86_64::*;
     let mut acc = [_mm512_set1_ps(0.0); 24];
     let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
@@ -190,6 +193,31 @@ unsafe fn fma_loop(iters: usize) -> f32 {
     _mm512_reduce_add_ps(sum)
 }
 
+/// `iters` rounds of 12 independent AVX2 FMAs (two FMA units of latency 4
+/// need 8 chains; 12 as the kernel's accumulators).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_loop_256(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_set1_ps(0.0); 12];
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, a, b);
+        }
+    }
+    let mut sum = _mm256_set1_ps(0.0);
+    for v in acc {
+        sum = _mm256_add_ps(sum, v);
+    }
+    let mut lanes = [0.0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+    lanes.iter().sum()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
@@ -201,20 +229,27 @@ fn main() {
         words.iter().partition(|w| ["f32", "f16", "int8"].contains(w));
     let wanted = |task: &str| tasks.is_empty() || tasks.iter().any(|t| task.starts_with(t));
     let threads = rayon::current_num_threads();
-    let (nominal, nominal_desc) = peak_gflops(threads);
-    let measured = measured_peak_gflops();
+    let kernel = match clip::kernels::active_kernel() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let (nominal, nominal_desc) = peak_gflops(threads, kernel);
+    let measured = measured_peak_gflops(kernel);
     // The share of peak uses the measured FMA ceiling when there is one.
     let peak = measured.unwrap_or(nominal);
     if json {
         println!(
-            "{{\"runtime\":\"clip\",\"task\":\"peak\",\"threads\":{threads},\"nominal_gflops\":{nominal},\"measured_gflops\":{}}}",
+            "{{\"runtime\":\"clip\",\"task\":\"peak\",\"kernel\":\"{kernel}\",\"threads\":{threads},\"nominal_gflops\":{nominal},\"measured_gflops\":{}}}",
             measured.map_or("null".into(), |m| m.to_string())
         );
     } else {
-        println!("clip model benchmark: B/32 shapes, {threads} threads");
+        println!("clip model benchmark: B/32 shapes, {threads} threads, kernel {kernel}");
         println!("  nominal peak {nominal:.0} GFLOP/s = {nominal_desc}");
         match measured {
-            Some(m) => println!("  measured FMA peak {m:.0} GFLOP/s (register-only AVX-512 FMA loop on every thread); shares below are of this"),
+            Some(m) => println!("  measured FMA peak {m:.0} GFLOP/s (register-only {kernel} FMA loop on every thread); shares below are of this"),
             None => println!("  no measured peak on this CPU; shares below are of the nominal peak"),
         }
     }
@@ -232,7 +267,7 @@ fn main() {
         let gflops = flops * batch as f64 / med / 1e9;
         if json {
             println!(
-                "{{\"runtime\":\"clip\",\"task\":\"{task}\",\"dtype\":\"{dtype}\",\"batch\":{batch},\"tokens\":{},\"per_second\":{},\"median_ms\":{},\"min_ms\":{},\"max_ms\":{},\"gflops\":{gflops},\"peak_share\":{}}}",
+                "{{\"runtime\":\"clip\",\"kernel\":\"{kernel}\",\"task\":\"{task}\",\"dtype\":\"{dtype}\",\"batch\":{batch},\"tokens\":{},\"per_second\":{},\"median_ms\":{},\"min_ms\":{},\"max_ms\":{},\"gflops\":{gflops},\"peak_share\":{}}}",
                 tokens.map_or("null".into(), |t| t.to_string()),
                 batch as f64 / med,
                 med * 1e3,
@@ -257,7 +292,7 @@ fn main() {
     let image_batch: Option<usize> =
         std::env::var("CLIP_BENCH_IMAGE_BATCH").ok().and_then(|v| v.parse().ok());
     // "int8": the F32 weights with `Precision::Int8` (int8 weights and
-    // dynamically quantised activations; only where the CPU has VNNI).
+    // dynamically quantised activations; only where the kernel has int8).
     for dtype in ["f32", "f16", "int8"] {
         if !filter.is_empty() && !filter.contains(&dtype) {
             continue;

@@ -11,7 +11,14 @@ the median over rounds of the per-round medians.
 
 Usage: python3 scripts/bench_compare.py [--threads 2] [--rounds 2]
          [--suite all|throughput|startup] [--startup-runs 5] [--out FILE.md]
-         [--tasks image,text...] [--no-int8]
+         [--tasks image,text...] [--no-int8] [--kernel avx512|avx2|neon|gemm]
+
+--kernel forces clip's kernel (CLIP_KERNEL) and PyTorch's instruction set:
+avx512 sets ATEN_CPU_CAPABILITY (MKL and oneDNN use AVX-512 for f32 by
+default); avx2 caps all three of its CPU back-ends, ATen's own loops
+(ATEN_CPU_CAPABILITY), MKL's GEMM (MKL_ENABLE_INSTRUCTIONS) and oneDNN
+(ONEDNN_MAX_CPU_ISA), so that both run AVX2 on a machine that has more. ONNX Runtime has no such switch and picks its own (the header
+says which this CPU gives it).
 Needs: cargo, and `pip install torch torchvision transformers onnxruntime onnx`.
 """
 import argparse
@@ -42,8 +49,17 @@ def main():
                     help="comma-separated task prefixes for the throughput suite (image, text, text-pad77, "
                          "text-long), e.g. `--tasks image --rounds 8` for a longer image-only comparison; default: all")
     ap.add_argument("--no-int8", action="store_true", help="leave out the int8 rows (clip's and the peers')")
+    ap.add_argument("--kernel", choices=["avx512", "avx2", "neon", "gemm"],
+                    help="force clip's kernel (CLIP_KERNEL) and PyTorch's matching ATEN_CPU_CAPABILITY")
     args = ap.parse_args()
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    if args.kernel:
+        env["CLIP_KERNEL"] = args.kernel
+        if args.kernel in ("avx2", "avx512"):
+            env["ATEN_CPU_CAPABILITY"] = args.kernel
+        if args.kernel == "avx2":
+            env["MKL_ENABLE_INSTRUCTIONS"] = "AVX2"
+            env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
     throughput, startup = args.suite in ("all", "throughput"), args.suite in ("all", "startup")
     if throughput:
         subprocess.run(["cargo", "bench", "--bench", "model", "--no-run"], cwd=ROOT, check=True)
@@ -77,15 +93,23 @@ def main():
                                   "--runs", runs], env):
                 starts[(rec["runtime"], rec["input"], rec["dtype"])].append(rec)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    lines = [f"Machine: {cpu}, {os.cpu_count()} cores; {args.threads} threads for every runtime; "
+    flags = open("/proc/cpuinfo").read()
+    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
+    kernel = peaks[0].get("kernel", "?") if peaks else (args.kernel or "detected")
+    lines = [f"Machine: {cpu} ({isa}), {os.cpu_count()} cores; {args.threads} threads for every runtime; "
              f"{args.rounds} alternating rounds; load average {load_before[0]:.2f} before, "
-             f"{os.getloadavg()[0]:.2f} after."]
+             f"{os.getloadavg()[0]:.2f} after.",
+             f"clip kernel: {kernel}" + (" (forced by CLIP_KERNEL)" if args.kernel else " (detected)") +
+             f"; PyTorch ATEN_CPU_CAPABILITY={env.get('ATEN_CPU_CAPABILITY', 'default')}, "
+             f"MKL_ENABLE_INSTRUCTIONS={env.get('MKL_ENABLE_INSTRUCTIONS', 'default')}, "
+             f"ONEDNN_MAX_CPU_ISA={env.get('ONEDNN_MAX_CPU_ISA', 'default')}; "
+             f"ONNX Runtime: its own dispatch for this CPU ({isa})."]
     if throughput:
         if peaks:
             m = [p["measured_gflops"] for p in peaks if p.get("measured_gflops")]
             lines.append(f"FMA peak with {args.threads} threads: nominal {peaks[0]['nominal_gflops']:.0f} GFLOP/s "
                          f"(cpuinfo clock), measured {statistics.median(m):.0f} GFLOP/s "
-                         f"({min(m):.0f}-{max(m):.0f}; register-only AVX-512 FMA loop); '% of peak' uses the measured one."
+                         f"({min(m):.0f}-{max(m):.0f}; register-only {kernel} FMA loop); '% of peak' uses the measured one."
                          if m else "")
         lines += throughput_table(results, args)
     if startup:

@@ -1,0 +1,118 @@
+//! Throughput of the linear layers' products alone, on the kernel this
+//! process runs (`CLIP_KERNEL` forces one), against the `gemm` crate in
+//! the same run (its own dispatch: AVX-512, FMA or NEON, whichever this CPU
+//! has, re-packing the weights on every call).
+//!
+//! `cargo bench --bench gemm [-- [f32|f16] [--threads N]... [--mats N]]`
+//!
+//! The shapes are B/32's: the image tower's products at batch 16 (800
+//! rows) and 1 (50 rows), a caption's (10 rows). The kernel cycles through
+//! `--mats` copies of each matrix (default 36, 340 MB in F32 for the
+//! largest: the image tower's size), so the weights come from memory as in
+//! a model, not from cache; `--mats 1` keeps one matrix in cache.
+//! Reported: the median and the fastest product (on a shared machine the
+//! fastest is the undisturbed rate), in GFLOP/s, and the ratio of the
+//! medians to the `gemm` crate's.
+
+use clip::kernels::{gemm_f32, linear, GemmOperand, Linear, Mat};
+use clip::weights::{DType, WeightTensor};
+use std::time::Instant;
+
+/// `reps` timings (seconds) of `f`, after one warm-up call.
+fn time(reps: usize, mut f: impl FnMut(usize)) -> Vec<f64> {
+    f(0);
+    (0..reps)
+        .map(|r| {
+            let t = Instant::now();
+            f(r);
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+    };
+    let mats: usize = value("--mats").unwrap_or(36).max(1);
+    let thread_counts: Vec<usize> = match value("--threads") {
+        Some(t) => vec![t],
+        None => vec![1, 2],
+    };
+    let dtypes: Vec<DType> =
+        match (args.iter().any(|a| a == "f32"), args.iter().any(|a| a == "f16")) {
+            (true, false) => vec![DType::F32],
+            (false, true) => vec![DType::F16],
+            _ => vec![DType::F32, DType::F16],
+        };
+    let kernel = match clip::kernels::active_kernel() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l[13..].to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    println!("kernel {kernel}; {cpu}; {mats} matrices a shape");
+    // (rows, out, in): fc1 and fc2 of the image tower at batch 16 and 1, a caption's qkv.
+    let shapes =
+        [(800, 3072, 768), (800, 768, 3072), (50, 3072, 768), (50, 768, 3072), (10, 1536, 512)];
+    for &(m, n, k) in &shapes {
+        let flop = 2.0 * (m * n * k) as f64;
+        let x: Vec<f32> = (0..m * k).map(|i| ((i % 97) as f32 - 48.0) / 97.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i % 89) as f32 - 44.0) / 890.0).collect();
+        let bias = vec![0.01f32; n];
+        let mut out = vec![0.0f32; m * n];
+        for &dtype in &dtypes {
+            let weight = WeightTensor::from_f32_as(&w, vec![n, k], dtype);
+            let layers: Vec<Linear> = (0..mats)
+                .map(|_| {
+                    let mat = Mat { weight: weight.clone(), out_features: n, in_features: k };
+                    Linear::new(mat, Some(bias.clone()))
+                })
+                .collect();
+            for &threads in &thread_counts {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                // Packs every copy (first use) before timing.
+                pool.install(|| layers.iter().for_each(|l| linear(&x, m, l, &mut out, threads)));
+                let reps = if m > 100 { 36 } else { 144 };
+                let mut ours = pool.install(|| {
+                    time(reps, |r| linear(&x, m, &layers[r % mats], &mut out, threads))
+                });
+                let gf = |t: f64| flop / t / 1e9;
+                let best = ours.iter().cloned().fold(f64::INFINITY, f64::min);
+                let med = median(&mut ours);
+                let mut line = format!(
+                    "{dtype:?} m={m:<3} n={n:<4} k={k:<4} threads={threads}: {kernel} {:6.1} GFLOP/s (fastest {:6.1})",
+                    gf(med),
+                    gf(best)
+                );
+                if dtype == DType::F32 {
+                    // The peer: the gemm crate on the f32 weights as stored ([out, in]).
+                    let lhs = GemmOperand { data: &x, row_stride: k, col_stride: 1 };
+                    let rhs = GemmOperand { data: &w, row_stride: 1, col_stride: k };
+                    let mut peer = pool.install(|| {
+                        time(reps.min(36), |_| {
+                            gemm_f32(m, n, k, &mut out, n, false, lhs, rhs, 1.0, threads)
+                        })
+                    });
+                    let pm = median(&mut peer);
+                    line += &format!("; gemm crate {:6.1} GFLOP/s; ratio {:.2}x", gf(pm), pm / med);
+                }
+                println!("{line}");
+            }
+        }
+    }
+}
