@@ -14,7 +14,8 @@
 //! fastest is the undisturbed rate), in GFLOP/s, and the ratio of the
 //! medians to the `gemm` crate's.
 
-use clip::kernels::{gemm_f32, linear, GemmOperand, Linear, Mat};
+use clip::kernels::{gemm_f32, GemmOperand, Mat};
+use clip::layers::Linear;
 use clip::weights::{DType, WeightTensor};
 use std::time::Instant;
 
@@ -80,17 +81,16 @@ fn main() {
             let layers: Vec<Linear> = (0..mats)
                 .map(|_| {
                     let mat = Mat { weight: weight.clone(), out_features: n, in_features: k };
-                    Linear::new(mat, Some(bias.clone()))
+                    Linear::new(mat, Some(bias.clone())).expect("a consistent layer")
                 })
                 .collect();
             for &threads in &thread_counts {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 // Packs every copy (first use) before timing.
-                pool.install(|| layers.iter().for_each(|l| linear(&x, m, l, &mut out, threads)));
+                pool.install(|| layers.iter().for_each(|l| l.forward(&x, m, &mut out, threads)));
                 let reps = if m > 100 { 36 } else { 144 };
-                let mut ours = pool.install(|| {
-                    time(reps, |r| linear(&x, m, &layers[r % mats], &mut out, threads))
-                });
+                let mut ours = pool
+                    .install(|| time(reps, |r| layers[r % mats].forward(&x, m, &mut out, threads)));
                 let gf = |t: f64| flop / t / 1e9;
                 let best = ours.iter().cloned().fold(f64::INFINITY, f64::min);
                 let med = median(&mut ours);

@@ -5,11 +5,10 @@ use crate::config::Activation;
 use crate::error::Result;
 use crate::kernels::team;
 use crate::kernels::{
-    attention_picked, attention_segments_to, linear_accumulate, linear_to, packed_len,
-    AttentionMask, Dest, Epilogue, Input, LayerNorm, Linear, RowBlocks, StackedLinear,
+    attention_picked, attention_segments_to, AttentionMask, Epilogue, Input, LayerNorm,
 };
+use crate::layers::{input_buffer_len, LayerBuilder, LayerInput, Linear};
 use crate::tensor::Tensor;
-use crate::weights::Loader;
 use std::sync::Mutex;
 
 /// What a forward pass returns besides its main outputs, as transformers'
@@ -38,7 +37,7 @@ pub(crate) struct EncoderShape {
 struct EncoderLayer {
     layer_norm1: LayerNorm,
     /// Query, key and value projections as one product.
-    qkv_proj: StackedLinear,
+    qkv_proj: Linear,
     out_proj: Linear,
     layer_norm2: LayerNorm,
     fc1: Linear,
@@ -76,12 +75,12 @@ const MAX_SPARE_FLOATS: usize = 16 << 20;
 impl Buffers {
     /// Sizes every buffer for `m` rows (only growth touches memory).
     fn sized(mut self, m: usize, d: usize, f: usize) -> Self {
-        // `ctx` and `mlp` may hold the next product's packed input.
+        // `ctx` and `mlp` hold the next layer's input, in its layout.
         for (v, len) in [
             (&mut self.normed, m * d),
             (&mut self.qkv, m * 3 * d),
-            (&mut self.ctx, packed_len(m, d)),
-            (&mut self.mlp, packed_len(m, f)),
+            (&mut self.ctx, input_buffer_len(m, d)),
+            (&mut self.mlp, input_buffer_len(m, f)),
         ] {
             v.truncate(len);
             v.resize(len, 0.0);
@@ -103,22 +102,22 @@ pub(crate) struct Collected {
 
 impl Encoder {
     /// Loads `{prefix}.layers.{i}.*` (e.g. prefix `text_model.encoder`).
-    pub fn load(loader: &Loader<'_>, prefix: &str, s: &EncoderShape) -> Result<Self> {
+    pub fn load(nn: &LayerBuilder<'_>, prefix: &str, s: &EncoderShape) -> Result<Self> {
         let (d, f) = (s.hidden, s.intermediate);
         let mut layers = Vec::with_capacity(s.layers);
         for i in 0..s.layers {
             let p = format!("{prefix}.layers.{i}");
             layers.push(EncoderLayer {
-                layer_norm1: loader.layer_norm(&format!("{p}.layer_norm1"), d, s.eps)?,
-                qkv_proj: StackedLinear::new(vec![
-                    loader.linear(&format!("{p}.self_attn.q_proj"), d, d, true)?,
-                    loader.linear(&format!("{p}.self_attn.k_proj"), d, d, true)?,
-                    loader.linear(&format!("{p}.self_attn.v_proj"), d, d, true)?,
+                layer_norm1: nn.layer_norm(&format!("{p}.layer_norm1"), d, s.eps)?,
+                qkv_proj: nn.stack(vec![
+                    nn.linear(&format!("{p}.self_attn.q_proj"), d, d, true)?,
+                    nn.linear(&format!("{p}.self_attn.k_proj"), d, d, true)?,
+                    nn.linear(&format!("{p}.self_attn.v_proj"), d, d, true)?,
                 ]),
-                out_proj: loader.linear(&format!("{p}.self_attn.out_proj"), d, d, true)?,
-                layer_norm2: loader.layer_norm(&format!("{p}.layer_norm2"), d, s.eps)?,
-                fc1: loader.linear(&format!("{p}.mlp.fc1"), f, d, true)?,
-                fc2: loader.linear(&format!("{p}.mlp.fc2"), d, f, true)?,
+                out_proj: nn.linear(&format!("{p}.self_attn.out_proj"), d, d, true)?,
+                layer_norm2: nn.layer_norm(&format!("{p}.layer_norm2"), d, s.eps)?,
+                fc1: nn.linear(&format!("{p}.mlp.fc1"), f, d, true)?,
+                fc2: nn.linear(&format!("{p}.mlp.fc2"), d, f, true)?,
             });
         }
         Ok(Encoder {
@@ -247,13 +246,12 @@ impl Encoder {
         project_qkv(layer, h, m, normed, qkv, threads);
         let probs_len: usize = lens.iter().map(|l| self.heads * l * l).sum();
         let mut p = probs.then(|| vec![0.0f32; probs_len]);
-        let ctx_in = layer.out_proj.input_layout(m);
-        let (heads, ctx_at) = (self.heads, ctx_in.as_ref());
+        let ctx_in = layer.out_proj.input(m);
+        let (heads, ctx_at) = (self.heads, ctx_in.layout());
         attention_segments_to(qkv, lens, heads, head_dim, mask, ctx, ctx_at, p.as_deref_mut());
         on_layer(h, p);
-        let x = packed_or_rows(&ctx_in, ctx, m * self.hidden);
-        let dest = Dest::Rows(self.hidden);
-        linear_to(x, &mut [], m, &layer.out_proj, h, dest, Epilogue::Accumulate, threads);
+        let acc = Epilogue::Accumulate;
+        layer.out_proj.forward_to(ctx_in.read(ctx), &mut [], m, h, None, acc, threads);
         self.mlp_block(layer, h, m, normed, mlp, threads);
     }
 
@@ -279,15 +277,14 @@ impl Encoder {
         project_qkv(layer, h, m, normed, qkv, threads);
         let ctx = &mut ctx[..n * d];
         attention_picked(qkv, lens, picks, self.heads, d / self.heads, mask, ctx);
-        linear_accumulate(ctx, n, &layer.out_proj, out, threads);
+        layer.out_proj.forward_accumulate(ctx, n, out, threads);
         self.mlp_block(layer, out, n, normed, mlp, threads);
     }
 
     /// The MLP block over the `rows` rows of `h`, in place:
     /// `h += fc2(act(fc1(layer_norm2(h))))`, with `normed` and `mlp` (of at
-    /// least `rows` rows, packed) as scratch. `layer_norm2` is applied as
-    /// `fc1` packs its input, and `fc1` writes its output where `fc2` reads
-    /// it when `fc2` runs on the packed kernel.
+    /// least `rows` rows, in any layout) as scratch. `layer_norm2` is applied
+    /// as `fc1` packs its input, and `fc1` writes its output as `fc2` reads it.
     fn mlp_block(
         &self,
         layer: &EncoderLayer,
@@ -297,28 +294,12 @@ impl Encoder {
         mlp: &mut [f32],
         threads: usize,
     ) {
-        let (d, f) = (self.hidden, self.intermediate);
-        let fc2_in = layer.fc2.input_layout(rows);
+        let fc2_in: LayerInput = layer.fc2.input(rows);
         let (x, act) = (Input::Normed(h, &layer.layer_norm2), Epilogue::Activate(self.act));
-        let (fc1, normed) = (&layer.fc1, &mut normed[..rows * d]);
-        match &fc2_in {
-            Some(l) => linear_to(x, normed, rows, fc1, mlp, Dest::Packed(l), act, threads),
-            None => {
-                let out = &mut mlp[..rows * f];
-                linear_to(x, normed, rows, fc1, out, Dest::Rows(f), act, threads)
-            }
-        }
-        let x = packed_or_rows(&fc2_in, mlp, rows * f);
-        linear_to(x, &mut [], rows, &layer.fc2, h, Dest::Rows(d), Epilogue::Accumulate, threads);
-    }
-}
-
-/// The input of a product whose rows a step wrote in `layout` when given,
-/// else as the first `len` floats of `buf`.
-fn packed_or_rows<'a>(layout: &Option<RowBlocks>, buf: &'a [f32], len: usize) -> Input<'a> {
-    match layout {
-        Some(_) => Input::Packed(buf),
-        None => Input::Rows(&buf[..len]),
+        let normed = &mut normed[..rows * self.hidden];
+        layer.fc1.forward_to(x, normed, rows, mlp, Some(&fc2_in), act, threads);
+        let acc = Epilogue::Accumulate;
+        layer.fc2.forward_to(fc2_in.read(mlp), &mut [], rows, h, None, acc, threads);
     }
 }
 
@@ -333,7 +314,17 @@ fn project_qkv(
     qkv: &mut [f32],
     threads: usize,
 ) {
-    layer.qkv_proj.forward_normed(h, &layer.layer_norm1, normed, m, qkv, threads);
+    let x = Input::Normed(&h[..m * layer.qkv_proj.in_features()], &layer.layer_norm1);
+    let qkv = &mut qkv[..m * layer.qkv_proj.out_features()];
+    layer.qkv_proj.forward_to(
+        x,
+        &mut normed[..m * layer.qkv_proj.in_features()],
+        m,
+        qkv,
+        None,
+        Epilogue::Store,
+        threads,
+    );
 }
 
 /// The global row of each sequence's pick (`picks[s]` counts from the

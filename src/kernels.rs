@@ -14,7 +14,7 @@
 //! `aarch64/` (one file per instruction set), `packed` (weight panels,
 //! activation layout, tasks, epilogues: the tiling every instruction set
 //! shares), `int8`, `gemm_crate` (the `gemm` kernel's products),
-//! `matmul` (linear layers and which product computes them), `attention`
+//! `linear_product` (a linear layer's product and which kernel computes it), `attention`
 //! and `attention_heads`, `norm`, `softmax`, `activation`, `team` (the
 //! threads of a pass).
 
@@ -57,7 +57,7 @@ mod attention_heads;
 mod gemm_crate;
 mod int8;
 pub(crate) mod isa;
-mod matmul;
+mod linear_product;
 mod norm;
 mod packed;
 mod simd;
@@ -70,13 +70,9 @@ pub use activation::apply_activation;
 pub(crate) use attention::attention_segments_to;
 pub use attention::{attention, attention_picked, attention_segments, AttentionMask};
 pub use gemm_crate::{gemm_f32, GemmOperand};
-pub(crate) use gemm_crate::{widen_bf16, widen_f16};
 pub use isa::{active_kernel, Kernel, KERNEL_ENV};
-pub use matmul::{
-    linear, linear_accumulate, linear_activated, linear_strided, Linear, Mat, Precision,
-    StackedLinear,
-};
-pub(crate) use matmul::{linear_to, Input, PrecisionHandle};
+pub(crate) use linear_product::{Input, LinearProduct};
+pub use linear_product::{Mat, Precision};
 pub use norm::{layer_norm, LayerNorm};
 pub(crate) use packed::{packed_len, Dest, Epilogue, RowBlocks};
 pub use softmax::{l2_normalize_rows, softmax_rows};

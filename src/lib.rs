@@ -7,7 +7,9 @@
 //! Module map (one concept each):
 //! - [`config`]: `CLIPConfig`, `CLIPTextConfig`, `CLIPVisionConfig`.
 //! - [`weights`]: memory-mapped safetensors, both weight namings.
-//! - [`kernels`]: matrix products, layer norm, softmax, activations, attention.
+//! - [`kernels`]: matrix products, layer norm, softmax, activations, attention,
+//!   one implementation per instruction set.
+//! - [`layers`]: linear layers and layer norms, built from a checkpoint.
 //! - [`text_model`], [`vision_model`]: the two towers.
 //! - [`model`]: `CLIPModel` and `CLIPForImageClassification`.
 //! - [`tokenizer`]: CLIP's byte-level BPE.
@@ -23,6 +25,7 @@ pub mod default_model;
 pub mod error;
 pub mod image_processing;
 pub mod kernels;
+pub mod layers;
 pub mod model;
 pub mod pipeline;
 pub mod processor;
@@ -33,11 +36,13 @@ pub mod vision_model;
 pub mod weights;
 
 mod encoder;
+mod loaded;
+mod tower;
 
 pub use config::{Activation, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig};
 pub use encoder::ForwardOptions;
 pub use error::{Error, ErrorKind, Result};
-pub use kernels::Precision;
+pub use kernels::{Kernel, Precision};
 pub use model::{CLIPForImageClassification, CLIPModel, CLIPOutput, ImageClassifierOutput};
 pub use pipeline::{Pipeline, DEFAULT_TEMPLATES};
 pub use processor::CLIPProcessor;

@@ -4,11 +4,14 @@
 use crate::config::{CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig};
 use crate::encoder::ForwardOptions;
 use crate::error::{Error, Result};
-use crate::kernels::{l2_normalize_rows, Linear, Precision, PrecisionHandle};
+use crate::kernels::l2_normalize_rows;
+use crate::layers::Linear;
+use crate::loaded::{model_class_accessors, Loaded};
 use crate::tensor::{first_non_finite, Tensor};
-use crate::text_model::{project, TextModelOutput, TextTransformer};
+use crate::text_model::{TextModelOutput, TextTransformer};
+use crate::tower::{project, Projected, Tower};
 use crate::vision_model::{vision_config_of, VisionModelOutput, VisionTransformer};
-use crate::weights::{Loader, Naming, WeightStore, WeightsSummary};
+use crate::weights::{Naming, WeightStore};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -115,16 +118,15 @@ pub struct CLIPOutput {
 }
 
 /// transformers' `CLIPModel`: both towers, their projections and the logit scale.
-pub struct CLIPModel {
+pub struct CLIPModel(Loaded<ClipModules>);
+
+/// What a [`CLIPModel`] holds.
+struct ClipModules {
     config: CLIPConfig,
-    text_model: TextTransformer,
-    vision_model: VisionTransformer,
-    text_projection: Linear,
-    visual_projection: Linear,
+    text: Projected<TextTransformer>,
+    vision: Projected<VisionTransformer>,
     logit_scale: f32,
     naming: Naming,
-    weights: WeightsSummary,
-    precision: PrecisionHandle,
 }
 
 impl CLIPModel {
@@ -144,53 +146,36 @@ impl CLIPModel {
     /// Builds the model from a config and opened weights.
     pub fn from_store(config: &CLIPConfig, store: &WeightStore) -> Result<Self> {
         ModelConfig::Clip(config.clone()).validate()?;
-        let loader = Loader::new(store)?;
-        let text_model = TextTransformer::load(&loader, &config.text_config)?;
-        let vision_model = VisionTransformer::load(&loader, &config.vision_config)?;
-        let p = config.projection_dim;
-        let text_projection = loader.linear_of(
-            loader.mat("text_projection.weight", p, config.text_config.hidden_size)?,
-            None,
-        );
-        let visual_projection = loader.linear_of(
-            loader.mat("visual_projection.weight", p, config.vision_config.hidden_size)?,
-            None,
-        );
-        let logit_scale = loader.owned_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0);
-        let naming = loader.naming().clone();
-        let precision = loader.precision();
-        let weights = loader.finish()?;
-        Ok(CLIPModel {
-            config: config.clone(),
-            text_model,
-            vision_model,
-            text_projection,
-            visual_projection,
-            logit_scale,
-            naming,
-            weights,
-            precision,
-        })
+        let p = Some(config.projection_dim);
+        Ok(CLIPModel(Loaded::load(store, |nn| {
+            Ok(ClipModules {
+                config: config.clone(),
+                text: Projected::load(nn, &config.text_config, p)?,
+                vision: Projected::load(nn, &config.vision_config, p)?,
+                logit_scale: nn
+                    .loader()
+                    .owned_f32("logit_scale", &[])?
+                    .first()
+                    .copied()
+                    .unwrap_or(0.0),
+                naming: nn.loader().naming().clone(),
+            })
+        })?))
     }
 
     /// The configuration.
     pub fn config(&self) -> &CLIPConfig {
-        &self.config
-    }
-
-    /// What the model keeps resident: bytes used in place from the mapping vs copied.
-    pub fn weights_summary(&self) -> &WeightsSummary {
-        &self.weights
+        &self.0.modules.config
     }
 
     /// The weight naming the checkpoint used.
     pub fn naming(&self) -> &Naming {
-        &self.naming
+        &self.0.modules.naming
     }
 
     /// The learned temperature, in log space (`logit_scale` in the weights).
     pub fn logit_scale(&self) -> f32 {
-        self.logit_scale
+        self.0.modules.logit_scale
     }
 
     /// Runs the text tower alone (transformers' `model.text_model(...)`).
@@ -200,7 +185,7 @@ impl CLIPModel {
         attention_mask: Option<&[Vec<u32>]>,
         opts: &ForwardOptions,
     ) -> Result<TextModelOutput> {
-        self.text_model.forward(input_ids, attention_mask, opts)
+        self.0.modules.text.tower.forward(input_ids, attention_mask, opts)
     }
 
     /// Runs the vision tower alone (transformers' `model.vision_model(...)`).
@@ -209,7 +194,7 @@ impl CLIPModel {
         pixel_values: &Tensor,
         opts: &ForwardOptions,
     ) -> Result<VisionModelOutput> {
-        self.vision_model.forward(pixel_values, opts)
+        self.0.modules.vision.tower.forward(pixel_values, opts)
     }
 
     /// `[batch, projection_dim]` text embeddings, projected and not
@@ -219,11 +204,12 @@ impl CLIPModel {
         input_ids: &[Vec<u32>],
         attention_mask: Option<&[Vec<u32>]>,
     ) -> Result<Tensor> {
+        let text = &self.0.modules.text;
         if input_ids.is_empty() {
-            return Tensor::zeros(vec![0, self.config.projection_dim]);
+            return Tensor::zeros(vec![0, self.config().projection_dim]);
         }
-        let pooled = self.text_model.pooled_output(input_ids, attention_mask)?;
-        Ok(project(&pooled, &self.text_projection))
+        let pooled = text.tower.pooled_output(input_ids, attention_mask)?;
+        Ok(text.project(&pooled))
     }
 
     /// `[batch, projection_dim]` image embeddings, projected and not
@@ -238,12 +224,12 @@ impl CLIPModel {
         pixel_values: &Tensor,
         opts: &ForwardOptions,
     ) -> Result<Tensor> {
+        let vision = &self.0.modules.vision;
         if pixel_values.shape().first() == Some(&0) {
-            return Tensor::zeros(vec![0, self.config.projection_dim]);
+            return Tensor::zeros(vec![0, self.config().projection_dim]);
         }
-        let pooled =
-            self.vision_model.pooled_output(pixel_values, opts.interpolate_pos_encoding)?;
-        Ok(project(&pooled, &self.visual_projection))
+        let pooled = vision.tower.pooled_output(pixel_values, opts.interpolate_pos_encoding)?;
+        Ok(vision.project(&pooled))
     }
 
     /// The full forward pass: both towers, normalised embeddings, and
@@ -255,15 +241,15 @@ impl CLIPModel {
         pixel_values: &Tensor,
         opts: &ForwardOptions,
     ) -> Result<CLIPOutput> {
-        let text_model_output = self.text_model.forward(input_ids, attention_mask, opts)?;
-        let vision_model_output = self.vision_model.forward(pixel_values, opts)?;
-        let mut text_embeds = project(&text_model_output.pooler_output, &self.text_projection);
-        let mut image_embeds = project(&vision_model_output.pooler_output, &self.visual_projection);
-        let p = self.config.projection_dim;
+        let ClipModules { text, vision, logit_scale, .. } = &self.0.modules;
+        let text_model_output = text.tower.forward(input_ids, attention_mask, opts)?;
+        let vision_model_output = vision.tower.forward(pixel_values, opts)?;
+        let mut text_embeds = text.project(&text_model_output.pooler_output);
+        let mut image_embeds = vision.project(&vision_model_output.pooler_output);
+        let p = self.config().projection_dim;
         l2_normalize_rows(text_embeds.data_mut(), p);
         l2_normalize_rows(image_embeds.data_mut(), p);
-        let logits_per_text =
-            scaled_similarity(&text_embeds, &image_embeds, self.logit_scale.exp());
+        let logits_per_text = scaled_similarity(&text_embeds, &image_embeds, logit_scale.exp());
         let logits_per_image = transpose(&logits_per_text);
         Ok(CLIPOutput {
             logits_per_image,
@@ -282,7 +268,7 @@ impl CLIPModel {
         image_features: &Tensor,
         text_features: &Tensor,
     ) -> Result<Tensor> {
-        let p = self.config.projection_dim;
+        let p = self.config().projection_dim;
         for t in [image_features, text_features] {
             if t.shape().len() != 2 || t.shape()[1] != p {
                 return Err(Error::invalid(format!(
@@ -303,7 +289,7 @@ impl CLIPModel {
         let (mut i, mut t) = (image_features.clone(), text_features.clone());
         l2_normalize_rows(i.data_mut(), p);
         l2_normalize_rows(t.data_mut(), p);
-        Ok(transpose(&scaled_similarity(&t, &i, self.logit_scale.exp())))
+        Ok(transpose(&scaled_similarity(&t, &i, self.logit_scale().exp())))
     }
 }
 
@@ -344,12 +330,13 @@ pub struct ImageClassifierOutput {
 /// transformers' `CLIPForImageClassification`: the vision tower, the mean of
 /// the patch tokens (class token excluded, no `post_layernorm`) and a linear
 /// classifier.
-pub struct CLIPForImageClassification {
-    vision_model: VisionTransformer,
+pub struct CLIPForImageClassification(Loaded<ClassifierModules>);
+
+/// What a [`CLIPForImageClassification`] holds.
+struct ClassifierModules {
+    vision: VisionTransformer,
     classifier: Linear,
     id2label: BTreeMap<usize, String>,
-    weights: WeightsSummary,
-    precision: PrecisionHandle,
 }
 
 impl CLIPForImageClassification {
@@ -371,27 +358,23 @@ impl CLIPForImageClassification {
         store: &WeightStore,
     ) -> Result<Self> {
         let num_labels = if id2label.is_empty() { 2 } else { id2label.len() };
-        let loader = Loader::new(store)?;
-        let vision_model = VisionTransformer::load(&loader, config)?;
-        let classifier = loader.linear("classifier", num_labels, config.hidden_size, true)?;
-        let precision = loader.precision();
-        let weights = loader.finish()?;
-        Ok(CLIPForImageClassification { vision_model, classifier, id2label, weights, precision })
+        Ok(CLIPForImageClassification(Loaded::load(store, |nn| {
+            Ok(ClassifierModules {
+                vision: VisionTransformer::load(nn, config)?,
+                classifier: nn.linear("classifier", num_labels, config.hidden_size, true)?,
+                id2label,
+            })
+        })?))
     }
 
     /// Class names by index (from `config.json`'s `id2label`).
     pub fn id2label(&self) -> &BTreeMap<usize, String> {
-        &self.id2label
-    }
-
-    /// What the model keeps resident: bytes used in place from the mapping vs copied.
-    pub fn weights_summary(&self) -> &WeightsSummary {
-        &self.weights
+        &self.0.modules.id2label
     }
 
     /// The configuration of the vision tower.
     pub fn config(&self) -> &CLIPVisionConfig {
-        &self.vision_model.config
+        self.0.modules.vision.config()
     }
 
     /// `logits` `[batch, num_labels]` for `pixel_values` `[batch, 3, H, W]`.
@@ -400,7 +383,7 @@ impl CLIPForImageClassification {
         pixel_values: &Tensor,
         opts: &ForwardOptions,
     ) -> Result<ImageClassifierOutput> {
-        let out = self.vision_model.forward(pixel_values, opts)?;
+        let out = self.0.modules.vision.forward(pixel_values, opts)?;
         let &[batch, seq, d] = out.last_hidden_state.shape() else {
             return Err(Error::internal("vision output has an unexpected rank"));
         };
@@ -418,7 +401,8 @@ impl CLIPForImageClassification {
             let n = (seq - 1).max(1) as f32;
             acc.iter_mut().for_each(|a| *a /= n);
         }
-        let logits = project(&Tensor::from_parts(vec![batch, d], mean), &self.classifier);
+        let mean = Tensor::from_parts(vec![batch, d], mean);
+        let logits = project(&mean, &self.0.modules.classifier);
         Ok(ImageClassifierOutput {
             logits,
             hidden_states: out.hidden_states,
@@ -427,33 +411,4 @@ impl CLIPForImageClassification {
     }
 }
 
-/// `precision` / `set_precision` for the model classes (each holds the
-/// handle its layers share).
-macro_rules! precision_accessors {
-    ($($t:ty),*) => {$(
-        impl $t {
-            /// How the linear layers compute (default [`Precision::Full`]).
-            pub fn precision(&self) -> Precision {
-                self.precision.get()
-            }
-
-            /// Switches every linear layer of the transformer layers and
-            /// projections to `precision` (the patch embedding stays full
-            /// precision). Int8 weights are quantised on their first use and
-            /// kept beside the full-precision panels, so switching back and
-            /// forth costs nothing after the first pass.
-            pub fn set_precision(&mut self, precision: Precision) {
-                self.precision.set(precision)
-            }
-        }
-    )*};
-}
-
-precision_accessors!(
-    CLIPModel,
-    CLIPForImageClassification,
-    crate::text_model::CLIPTextModel,
-    crate::text_model::CLIPTextModelWithProjection,
-    crate::vision_model::CLIPVisionModel,
-    crate::vision_model::CLIPVisionModelWithProjection
-);
+model_class_accessors!(CLIPModel, CLIPForImageClassification);

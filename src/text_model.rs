@@ -10,10 +10,13 @@
 use crate::config::{CLIPTextConfig, ModelConfig};
 use crate::encoder::{Encoder, EncoderShape, ForwardOptions};
 use crate::error::{Error, Result};
-use crate::kernels::{layer_norm, linear, AttentionMask, LayerNorm, Linear, PrecisionHandle};
+use crate::kernels::{layer_norm, AttentionMask, LayerNorm};
+use crate::layers::LayerBuilder;
+use crate::loaded::{model_class_accessors, Loaded};
 use crate::model::{load_model_dir, ModelDir};
 use crate::tensor::Tensor;
-use crate::weights::{Loader, WeightStore, WeightTensor, WeightsSummary};
+use crate::tower::{Projected, Tower};
+use crate::weights::{WeightStore, WeightTensor};
 use std::path::Path;
 
 /// Outputs of [`CLIPTextModel::forward`] (transformers' `BaseModelOutputWithPooling`).
@@ -39,11 +42,15 @@ pub(crate) struct TextTransformer {
     final_layer_norm: LayerNorm,
 }
 
-impl TextTransformer {
-    pub fn load(loader: &Loader<'_>, config: &CLIPTextConfig) -> Result<Self> {
+impl Tower for TextTransformer {
+    type Config = CLIPTextConfig;
+    const PROJECTION: &'static str = "text_projection.weight";
+
+    fn load(nn: &LayerBuilder<'_>, config: &CLIPTextConfig) -> Result<Self> {
         // Configs built in code skip `from_json`'s validation: sizes must be
         // sane before any shape arithmetic.
         config.validate()?;
+        let loader = nn.loader();
         let d = config.hidden_size;
         let token_embedding = loader
             .tensor("text_model.embeddings.token_embedding.weight", &[config.vocab_size, d])?;
@@ -65,8 +72,8 @@ impl TextTransformer {
             config: config.clone(),
             token_embedding,
             position_embedding,
-            encoder: Encoder::load(loader, "text_model.encoder", &shape)?,
-            final_layer_norm: loader.layer_norm(
+            encoder: Encoder::load(nn, "text_model.encoder", &shape)?,
+            final_layer_norm: nn.layer_norm(
                 "text_model.final_layer_norm",
                 d,
                 config.layer_norm_eps,
@@ -74,6 +81,16 @@ impl TextTransformer {
         })
     }
 
+    fn config(&self) -> &CLIPTextConfig {
+        &self.config
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+}
+
+impl TextTransformer {
     /// Checks the batch and returns `(batch, seq)`.
     fn check_inputs(
         &self,
@@ -213,11 +230,7 @@ impl TextTransformer {
 }
 
 /// transformers' `CLIPTextModel`: the text tower without projection.
-pub struct CLIPTextModel {
-    pub(crate) text_model: TextTransformer,
-    weights: WeightsSummary,
-    pub(crate) precision: PrecisionHandle,
-}
+pub struct CLIPTextModel(Loaded<Projected<TextTransformer>>);
 
 impl CLIPTextModel {
     /// Loads a model directory: `config.json` (a text config, or a full
@@ -229,21 +242,12 @@ impl CLIPTextModel {
 
     /// Builds the model from a config and opened weights.
     pub fn from_store(config: &CLIPTextConfig, store: &WeightStore) -> Result<Self> {
-        let loader = Loader::new(store)?;
-        let text_model = TextTransformer::load(&loader, config)?;
-        let precision = loader.precision();
-        let weights = loader.finish()?;
-        Ok(CLIPTextModel { text_model, weights, precision })
-    }
-
-    /// What the model keeps resident: bytes used in place from the mapping vs copied.
-    pub fn weights_summary(&self) -> &WeightsSummary {
-        &self.weights
+        Ok(CLIPTextModel(Loaded::load(store, |nn| Projected::load(nn, config, None))?))
     }
 
     /// The configuration.
     pub fn config(&self) -> &CLIPTextConfig {
-        &self.text_model.config
+        self.0.modules.tower.config()
     }
 
     /// Runs the model. `input_ids` rows must have one length (pad them);
@@ -254,7 +258,7 @@ impl CLIPTextModel {
         attention_mask: Option<&[Vec<u32>]>,
         opts: &ForwardOptions,
     ) -> Result<TextModelOutput> {
-        self.text_model.forward(input_ids, attention_mask, opts)
+        self.0.modules.tower.forward(input_ids, attention_mask, opts)
     }
 }
 
@@ -272,12 +276,7 @@ pub struct TextModelWithProjectionOutput {
 }
 
 /// transformers' `CLIPTextModelWithProjection`.
-pub struct CLIPTextModelWithProjection {
-    text_model: TextTransformer,
-    text_projection: Linear,
-    weights: WeightsSummary,
-    pub(crate) precision: PrecisionHandle,
-}
+pub struct CLIPTextModelWithProjection(Loaded<Projected<TextTransformer>>);
 
 impl CLIPTextModelWithProjection {
     /// Loads a model directory (a text config with `projection_dim`, or a full
@@ -298,25 +297,13 @@ impl CLIPTextModelWithProjection {
         projection_dim: usize,
         store: &WeightStore,
     ) -> Result<Self> {
-        let loader = Loader::new(store)?;
-        let text_model = TextTransformer::load(&loader, config)?;
-        let text_projection = loader.linear_of(
-            loader.mat("text_projection.weight", projection_dim, config.hidden_size)?,
-            None,
-        );
-        let precision = loader.precision();
-        let weights = loader.finish()?;
-        Ok(CLIPTextModelWithProjection { text_model, text_projection, weights, precision })
-    }
-
-    /// What the model keeps resident: bytes used in place from the mapping vs copied.
-    pub fn weights_summary(&self) -> &WeightsSummary {
-        &self.weights
+        let load = |nn: &LayerBuilder<'_>| Projected::load(nn, config, Some(projection_dim));
+        Ok(CLIPTextModelWithProjection(Loaded::load(store, load)?))
     }
 
     /// The configuration.
     pub fn config(&self) -> &CLIPTextConfig {
-        &self.text_model.config
+        self.0.modules.tower.config()
     }
 
     /// Runs the model.
@@ -326,10 +313,10 @@ impl CLIPTextModelWithProjection {
         attention_mask: Option<&[Vec<u32>]>,
         opts: &ForwardOptions,
     ) -> Result<TextModelWithProjectionOutput> {
-        let out = self.text_model.forward(input_ids, attention_mask, opts)?;
-        let text_embeds = project(&out.pooler_output, &self.text_projection);
+        let m = &self.0.modules;
+        let out = m.tower.forward(input_ids, attention_mask, opts)?;
         Ok(TextModelWithProjectionOutput {
-            text_embeds,
+            text_embeds: m.project(&out.pooler_output),
             last_hidden_state: out.last_hidden_state,
             hidden_states: out.hidden_states,
             attentions: out.attentions,
@@ -337,14 +324,7 @@ impl CLIPTextModelWithProjection {
     }
 }
 
-/// `x · W^T` for a `[batch, in]` tensor.
-pub(crate) fn project(x: &Tensor, layer: &Linear) -> Tensor {
-    let m = x.shape()[0];
-    let n = layer.mat.out_features;
-    let mut out = vec![0.0f32; m * n];
-    linear(x.data(), m, layer, &mut out, rayon::current_num_threads());
-    Tensor::from_parts(vec![m, n], out)
-}
+model_class_accessors!(CLIPTextModel, CLIPTextModelWithProjection);
 
 fn text_config_of(config: ModelConfig) -> Result<CLIPTextConfig> {
     match config {

@@ -7,11 +7,13 @@
 use crate::config::{CLIPVisionConfig, ModelConfig};
 use crate::encoder::{Encoder, EncoderShape, ForwardOptions};
 use crate::error::{Error, Result};
-use crate::kernels::{layer_norm, linear, AttentionMask, LayerNorm, Linear, Mat, PrecisionHandle};
+use crate::kernels::{layer_norm, AttentionMask, LayerNorm, Mat};
+use crate::layers::{LayerBuilder, Linear};
+use crate::loaded::{model_class_accessors, Loaded};
 use crate::model::{load_model_dir, ModelDir};
 use crate::tensor::{first_non_finite, Tensor};
-use crate::text_model::project;
-use crate::weights::{Loader, WeightStore, WeightsSummary};
+use crate::tower::{Projected, Tower};
+use crate::weights::WeightStore;
 use std::path::Path;
 
 /// Outputs of [`CLIPVisionModel::forward`] (transformers' `BaseModelOutputWithPooling`).
@@ -39,16 +41,20 @@ pub(crate) struct VisionTransformer {
     post_layernorm: LayerNorm,
 }
 
-impl VisionTransformer {
-    pub fn load(loader: &Loader<'_>, config: &CLIPVisionConfig) -> Result<Self> {
+impl Tower for VisionTransformer {
+    type Config = CLIPVisionConfig;
+    const PROJECTION: &'static str = "visual_projection.weight";
+
+    fn load(nn: &LayerBuilder<'_>, config: &CLIPVisionConfig) -> Result<Self> {
         // Configs built in code skip `from_json`'s validation: sizes must be
         // sane before any shape arithmetic.
         config.validate()?;
+        let loader = nn.loader();
         let (d, c, p) = (config.hidden_size, config.num_channels, config.patch_size);
         let weight =
             loader.tensor("vision_model.embeddings.patch_embedding.weight", &[d, c, p, p])?;
-        let patch_embedding =
-            Linear::new(Mat { weight, out_features: d, in_features: c * p * p }, None);
+        let patch_mat = Mat { weight, out_features: d, in_features: c * p * p };
+        let patch_embedding = nn.full_precision(patch_mat, None);
         let eps = config.layer_norm_eps;
         let shape = EncoderShape {
             hidden: d,
@@ -68,12 +74,22 @@ impl VisionTransformer {
                     &[config.num_positions(), d],
                 )?
                 .to_f32_vec(),
-            pre_layrnorm: loader.layer_norm("vision_model.pre_layrnorm", d, eps)?,
-            encoder: Encoder::load(loader, "vision_model.encoder", &shape)?,
-            post_layernorm: loader.layer_norm("vision_model.post_layernorm", d, eps)?,
+            pre_layrnorm: nn.layer_norm("vision_model.pre_layrnorm", d, eps)?,
+            encoder: Encoder::load(nn, "vision_model.encoder", &shape)?,
+            post_layernorm: nn.layer_norm("vision_model.post_layernorm", d, eps)?,
         })
     }
 
+    fn config(&self) -> &CLIPVisionConfig {
+        &self.config
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+}
+
+impl VisionTransformer {
     /// The position embeddings for an `h x w` patch grid: the trained ones,
     /// or bicubically interpolated ones.
     fn positions(&self, gh: usize, gw: usize, interpolate: bool) -> Vec<f32> {
@@ -181,7 +197,7 @@ impl VisionTransformer {
             }
         }
         let mut embedded = vec![0.0f32; batch * np * d];
-        linear(&patches, batch * np, &self.patch_embedding, &mut embedded, threads);
+        self.patch_embedding.forward(&patches, batch * np, &mut embedded, threads);
         drop(patches);
         let seq = np + 1;
         let pos = self.positions(gh, gw, interpolate);
@@ -247,11 +263,7 @@ fn interpolate_bicubic(
 }
 
 /// transformers' `CLIPVisionModel`: the vision tower without projection.
-pub struct CLIPVisionModel {
-    pub(crate) vision_model: VisionTransformer,
-    weights: WeightsSummary,
-    pub(crate) precision: PrecisionHandle,
-}
+pub struct CLIPVisionModel(Loaded<Projected<VisionTransformer>>);
 
 impl CLIPVisionModel {
     /// Loads a model directory (a vision config, or a full `CLIPModel`
@@ -263,21 +275,12 @@ impl CLIPVisionModel {
 
     /// Builds the model from a config and opened weights.
     pub fn from_store(config: &CLIPVisionConfig, store: &WeightStore) -> Result<Self> {
-        let loader = Loader::new(store)?;
-        let vision_model = VisionTransformer::load(&loader, config)?;
-        let precision = loader.precision();
-        let weights = loader.finish()?;
-        Ok(CLIPVisionModel { vision_model, weights, precision })
-    }
-
-    /// What the model keeps resident: bytes used in place from the mapping vs copied.
-    pub fn weights_summary(&self) -> &WeightsSummary {
-        &self.weights
+        Ok(CLIPVisionModel(Loaded::load(store, |nn| Projected::load(nn, config, None))?))
     }
 
     /// The configuration.
     pub fn config(&self) -> &CLIPVisionConfig {
-        &self.vision_model.config
+        self.0.modules.tower.config()
     }
 
     /// Runs the model on `pixel_values` `[batch, 3, H, W]`.
@@ -286,7 +289,7 @@ impl CLIPVisionModel {
         pixel_values: &Tensor,
         opts: &ForwardOptions,
     ) -> Result<VisionModelOutput> {
-        self.vision_model.forward(pixel_values, opts)
+        self.0.modules.tower.forward(pixel_values, opts)
     }
 }
 
@@ -304,12 +307,7 @@ pub struct VisionModelWithProjectionOutput {
 }
 
 /// transformers' `CLIPVisionModelWithProjection`.
-pub struct CLIPVisionModelWithProjection {
-    vision_model: VisionTransformer,
-    visual_projection: Linear,
-    weights: WeightsSummary,
-    pub(crate) precision: PrecisionHandle,
-}
+pub struct CLIPVisionModelWithProjection(Loaded<Projected<VisionTransformer>>);
 
 impl CLIPVisionModelWithProjection {
     /// Loads a model directory (a vision config with `projection_dim`, or a
@@ -330,25 +328,13 @@ impl CLIPVisionModelWithProjection {
         projection_dim: usize,
         store: &WeightStore,
     ) -> Result<Self> {
-        let loader = Loader::new(store)?;
-        let vision_model = VisionTransformer::load(&loader, config)?;
-        let visual_projection = loader.linear_of(
-            loader.mat("visual_projection.weight", projection_dim, config.hidden_size)?,
-            None,
-        );
-        let precision = loader.precision();
-        let weights = loader.finish()?;
-        Ok(CLIPVisionModelWithProjection { vision_model, visual_projection, weights, precision })
-    }
-
-    /// What the model keeps resident: bytes used in place from the mapping vs copied.
-    pub fn weights_summary(&self) -> &WeightsSummary {
-        &self.weights
+        let load = |nn: &LayerBuilder<'_>| Projected::load(nn, config, Some(projection_dim));
+        Ok(CLIPVisionModelWithProjection(Loaded::load(store, load)?))
     }
 
     /// The configuration.
     pub fn config(&self) -> &CLIPVisionConfig {
-        &self.vision_model.config
+        self.0.modules.tower.config()
     }
 
     /// Runs the model on `pixel_values` `[batch, 3, H, W]`.
@@ -357,15 +343,18 @@ impl CLIPVisionModelWithProjection {
         pixel_values: &Tensor,
         opts: &ForwardOptions,
     ) -> Result<VisionModelWithProjectionOutput> {
-        let out = self.vision_model.forward(pixel_values, opts)?;
+        let m = &self.0.modules;
+        let out = m.tower.forward(pixel_values, opts)?;
         Ok(VisionModelWithProjectionOutput {
-            image_embeds: project(&out.pooler_output, &self.visual_projection),
+            image_embeds: m.project(&out.pooler_output),
             last_hidden_state: out.last_hidden_state,
             hidden_states: out.hidden_states,
             attentions: out.attentions,
         })
     }
 }
+
+model_class_accessors!(CLIPVisionModel, CLIPVisionModelWithProjection);
 
 pub(crate) fn vision_config_of(config: ModelConfig) -> Result<CLIPVisionConfig> {
     match config {

@@ -13,4 +13,5 @@ mod tensor;
 pub(crate) use naming::Loader;
 pub use naming::{Naming, WeightsSummary};
 pub use store::WeightStore;
+pub(crate) use tensor::{widen_bf16, widen_f16};
 pub use tensor::{DType, WeightTensor, WeightView};

@@ -7,10 +7,9 @@
 //! output features at a time, so the model keeps them 16-bit in memory.
 //! `gemm` picks its own SIMD code at run time (AVX-512, FMA, NEON, scalar).
 
-use super::matmul::Linear;
-use crate::weights::WeightView;
+use super::linear_product::Mat;
+use crate::weights::{widen_bf16, widen_f16, WeightView};
 use gemm::Parallelism;
-use half::{bf16, f16};
 
 /// One operand of [`gemm_f32`]: a slice and the strides of its rows and columns.
 #[derive(Clone, Copy)]
@@ -111,17 +110,17 @@ fn block_rows(in_features: usize) -> usize {
 pub(crate) fn linear_fallback(
     x: &[f32],
     m: usize,
-    layer: &Linear,
+    (mat, bias): (&Mat, Option<&[f32]>),
     out: &mut [f32],
     out_rs: usize,
     accumulate: bool,
     threads: usize,
 ) {
-    let (n, k) = (layer.mat.out_features, layer.mat.in_features);
+    let (n, k) = (mat.out_features, mat.in_features);
     if m == 0 {
         return;
     }
-    let accumulate = match &layer.bias {
+    let accumulate = match bias {
         Some(b) => {
             for i in 0..m {
                 let row = &mut out[i * out_rs..i * out_rs + n];
@@ -136,7 +135,7 @@ pub(crate) fn linear_fallback(
         None => accumulate,
     };
     let lhs = GemmOperand { data: x, row_stride: k, col_stride: 1 };
-    match layer.mat.weight.view() {
+    match mat.weight.view() {
         WeightView::F32(w) => {
             // B[k, n] = W^T: element (kk, nn) of the [out, in] storage is at nn*k + kk.
             let rhs = GemmOperand { data: w, row_stride: 1, col_stride: k };
@@ -151,19 +150,6 @@ pub(crate) fn linear_fallback(
             linear_widened(w, widen_bf16, lhs, (m, n, k), dst, threads)
         }
     }
-}
-
-/// Widens a slice with the vectorised conversions of the `half` crate
-/// (F16C on x86-64 when the CPU has it, checked at run time).
-pub(crate) fn widen_f16(src: &[f16], dst: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    src.convert_to_f32_slice(dst)
-}
-
-/// As [`widen_f16`] for bfloat16.
-pub(crate) fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    src.convert_to_f32_slice(dst)
 }
 
 fn linear_widened<T: Copy + Send + Sync>(

@@ -11,7 +11,7 @@
 //! with four consecutive depths per 32-bit lane: `[panel][k / 4][NR][4]`.
 
 use super::isa::{vectorized, with_isa, Isa, Kernel};
-use super::matmul::{Input, Mat};
+use super::linear_product::{Input, Mat};
 use super::norm::normalize_row;
 use super::packed::{
     balanced_blocks, next_share, release_pages, split_work, threads_for, tile_rows, Epilogue,

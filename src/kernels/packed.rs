@@ -33,7 +33,7 @@ pub(crate) use row_blocks::{balanced_blocks, packed_len, Dest, OutPtr, RowBlocks
 pub(crate) use tasks::{next_share, split_work, threads_for, tile_rows, Share};
 
 use super::isa::{with_isa, Isa, Kernel};
-use super::matmul::{Input, Mat};
+use super::linear_product::{Input, Mat};
 use crate::weights::WeightView;
 use panels::{pack_panels, Widen};
 
@@ -176,6 +176,7 @@ impl PackedLinear {
     ///
     /// # Panics
     /// If `x` or `out` is too short for `m` rows (an internal bug).
+    #[cfg(test)]
     pub fn forward(
         &self,
         x: Input<'_>,

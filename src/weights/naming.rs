@@ -17,7 +17,6 @@
 use super::store::WeightStore;
 use super::tensor::{DType, WeightTensor};
 use crate::error::{Error, Result};
-use crate::kernels::{LayerNorm, Linear, Mat, PrecisionHandle};
 use std::cell::RefCell;
 
 /// The weight naming scheme of a checkpoint.
@@ -159,7 +158,6 @@ pub(crate) struct Loader<'a> {
     naming: Naming,
     missing: RefCell<Vec<String>>,
     summary: RefCell<WeightsSummary>,
-    precision: PrecisionHandle,
 }
 
 impl<'a> Loader<'a> {
@@ -179,7 +177,6 @@ impl<'a> Loader<'a> {
             naming: Naming::detect(store),
             missing: RefCell::new(Vec::new()),
             summary: RefCell::new(WeightsSummary::default()),
-            precision: PrecisionHandle::default(),
         })
     }
 
@@ -267,45 +264,6 @@ impl<'a> Loader<'a> {
         }
         summary.copied_bytes += n * 4;
         Ok(t.to_f32_vec())
-    }
-
-    /// A weight matrix `[out, in]`.
-    pub fn mat(&self, canonical: &str, out_features: usize, in_features: usize) -> Result<Mat> {
-        let weight = self.tensor(canonical, &[out_features, in_features])?;
-        Ok(Mat { weight, out_features, in_features })
-    }
-
-    /// The linear layer `{prefix}.weight` (+ `{prefix}.bias`).
-    pub fn linear(
-        &self,
-        prefix: &str,
-        out_features: usize,
-        in_features: usize,
-        bias: bool,
-    ) -> Result<Linear> {
-        let mat = self.mat(&format!("{prefix}.weight"), out_features, in_features)?;
-        let bias =
-            if bias { Some(self.vector(&format!("{prefix}.bias"), out_features)?) } else { None };
-        Ok(self.linear_of(mat, bias))
-    }
-
-    /// A linear layer over `mat` following the model's shared precision.
-    pub(crate) fn linear_of(&self, mat: Mat, bias: Option<Vec<f32>>) -> Linear {
-        Linear::new(mat, bias).with_precision(self.precision.clone())
-    }
-
-    /// The precision shared by the layers this loader makes.
-    pub(crate) fn precision(&self) -> PrecisionHandle {
-        self.precision.clone()
-    }
-
-    /// The layer norm `{prefix}.weight` / `{prefix}.bias`.
-    pub fn layer_norm(&self, prefix: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            weight: self.vector(&format!("{prefix}.weight"), dim)?,
-            bias: self.vector(&format!("{prefix}.bias"), dim)?,
-            eps: eps as f32,
-        })
     }
 
     /// Succeeds if every requested parameter was found (returning what the

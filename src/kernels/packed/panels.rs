@@ -4,7 +4,7 @@
 //! dtype; and the loads that widen a panel's 16-bit elements to f32.
 
 use crate::kernels::isa::{Isa, SimdOp};
-use crate::kernels::matmul::Mat;
+use crate::kernels::linear_product::Mat;
 use crate::kernels::simd::F32Vec;
 use rayon::prelude::*;
 

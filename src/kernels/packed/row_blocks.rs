@@ -3,7 +3,7 @@
 //! product's packed input.
 
 use super::{KC, LDA, MR_MAX};
-use crate::kernels::matmul::Input;
+use crate::kernels::linear_product::Input;
 use crate::kernels::norm::{normalize_segment, row_stats};
 use crate::kernels::team;
 use std::ops::Range;

@@ -1,0 +1,219 @@
+//! Linear layers: `y = x W^T + b`, with the weights as stored (F32, F16 or
+//! BF16, `[out, in]`) and an optional f32 bias.
+
+use crate::config::Activation;
+use crate::error::Result;
+use crate::kernels::{packed_len, Dest, Epilogue, Input, LinearProduct, Mat, Precision, RowBlocks};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// The precision shared by every linear layer of one model (so that it can
+/// be changed after loading): a shared atomic.
+#[derive(Clone, Default)]
+pub(crate) struct PrecisionHandle(Arc<AtomicU8>);
+
+impl PrecisionHandle {
+    pub fn get(&self) -> Precision {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Precision::Int8,
+            _ => Precision::Full,
+        }
+    }
+
+    pub fn set(&self, p: Precision) {
+        self.0.store(p as u8, Ordering::Relaxed)
+    }
+}
+
+/// A linear layer: `out = x W^T + b` for one weight matrix, or for several
+/// stacked along the output ([`Linear::stack`]: e.g. query, key and value,
+/// computed as one product whose output row is the parts' outputs side by
+/// side).
+///
+/// With a kernel that has its own micro-kernel (AVX-512, AVX2, NEON) the
+/// matrices are packed for it on first use; the packed copy is shared by
+/// clones of the layer. The parameters cannot change after construction, so
+/// the packed copy never goes stale.
+#[derive(Clone)]
+pub struct Linear {
+    product: LinearProduct,
+    precision: PrecisionHandle,
+}
+
+impl Linear {
+    /// A layer of `mat` and `bias` (full precision).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// when the weight does not hold `out_features * in_features` elements
+    /// or the bias is not `out_features` long.
+    pub fn new(mat: Mat, bias: Option<Vec<f32>>) -> Result<Self> {
+        let parts = vec![(mat, bias)];
+        LinearProduct::check(&parts)?;
+        Ok(Linear::of_parts(parts, PrecisionHandle::default()))
+    }
+
+    /// The layers `parts` (which share their input size) as one layer
+    /// whose output is theirs side by side, following the first part's
+    /// precision.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// when `parts` is empty or their input sizes differ.
+    pub fn stack(parts: Vec<Linear>) -> Result<Self> {
+        let layer = Linear::stack_unchecked(parts);
+        LinearProduct::check(&layer.product.clone().into_parts())?;
+        Ok(layer)
+    }
+
+    /// A layer of `parts` (matrices and biases whose shapes a loader has
+    /// checked) following `precision`.
+    pub(crate) fn of_parts(
+        parts: Vec<(Mat, Option<Vec<f32>>)>,
+        precision: PrecisionHandle,
+    ) -> Self {
+        Linear { product: LinearProduct::new(parts), precision }
+    }
+
+    /// [`Linear::stack`] of layers a loader has checked.
+    pub(crate) fn stack_unchecked(parts: Vec<Linear>) -> Self {
+        let precision = parts.first().map(|p| p.precision.clone()).unwrap_or_default();
+        let parts = parts.into_iter().flat_map(|p| p.product.into_parts()).collect();
+        Linear::of_parts(parts, precision)
+    }
+
+    /// Output features (of all parts, for a stack).
+    pub fn out_features(&self) -> usize {
+        self.product.out_features()
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.product.in_features()
+    }
+
+    /// `out[m, out_features] = x[m, in_features] W^T + b`, using up to
+    /// `threads` threads.
+    ///
+    /// # Panics
+    /// If `x` or `out` is not `m` rows long.
+    pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], threads: usize) {
+        self.forward_rows(x, m, out, Epilogue::Store, threads)
+    }
+
+    /// `out[m, out_features] = act(x W^T + b)`: each thread applies the
+    /// activation to the block it has just computed, while it is in cache.
+    ///
+    /// # Panics
+    /// If `x` or `out` is not `m` rows long.
+    pub fn forward_activated(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        act: Activation,
+        threads: usize,
+    ) {
+        self.forward_rows(x, m, out, Epilogue::Activate(act), threads)
+    }
+
+    /// `out[m, out_features] += x W^T + b` (a residual connection fused
+    /// into the product).
+    ///
+    /// # Panics
+    /// If `x` or `out` is not `m` rows long.
+    pub fn forward_accumulate(&self, x: &[f32], m: usize, out: &mut [f32], threads: usize) {
+        self.forward_rows(x, m, out, Epilogue::Accumulate, threads)
+    }
+
+    fn forward_rows(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        epilogue: Epilogue,
+        threads: usize,
+    ) {
+        assert!(
+            x.len() == m * self.in_features() && out.len() == m * self.out_features(),
+            "linear layer: {m} rows of {} in, {} out, given {} and {} floats",
+            self.in_features(),
+            self.out_features(),
+            x.len(),
+            out.len()
+        );
+        self.forward_to(Input::Rows(x), &mut [], m, out, None, epilogue, threads)
+    }
+
+    /// How this layer's input rows should be laid out for `m` rows (now):
+    /// the step that computes them writes them there ([`Linear::forward_to`]
+    /// with `next`, or attention's contexts), and this layer then reads them
+    /// with no copy.
+    pub(crate) fn input(&self, m: usize) -> LayerInput {
+        let layout = self.product.input_layout(self.precision.get(), m);
+        LayerInput { layout, len: m * self.in_features(), width: self.in_features() }
+    }
+
+    /// `x W^T + b` for the `m` rows of `x` (see [`Input`]; `scratch`, `m *
+    /// in_features` long or empty, takes normalised or unpacked rows for
+    /// kernels that need them), finished by `epilogue`: into `out` as rows of
+    /// `out_features`, or laid out as the `next` layer reads its input
+    /// (`next` from that layer's [`Linear::input`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_to(
+        &self,
+        x: Input<'_>,
+        scratch: &mut [f32],
+        m: usize,
+        out: &mut [f32],
+        next: Option<&LayerInput>,
+        epilogue: Epilogue,
+        threads: usize,
+    ) {
+        let dest = match next {
+            Some(input) => input.dest(),
+            None => Dest::Rows(self.out_features()),
+        };
+        let precision = self.precision.get();
+        self.product.forward_to(precision, x, scratch, m, out, dest, epilogue, threads)
+    }
+}
+
+/// The input of a layer for some number of rows, laid out as the layer
+/// reads it (packed for its micro-kernel, or plain rows): from
+/// [`Linear::input`], for the step that computes those rows.
+pub(crate) struct LayerInput {
+    layout: Option<RowBlocks>,
+    len: usize,
+    width: usize,
+}
+
+impl LayerInput {
+    /// The packed layout, for steps that write their results in it
+    /// (attention's contexts); `None` for plain rows.
+    pub(crate) fn layout(&self) -> Option<&RowBlocks> {
+        self.layout.as_ref()
+    }
+
+    /// Where a product writes rows in this layout.
+    fn dest(&self) -> Dest<'_> {
+        match &self.layout {
+            Some(l) => Dest::Packed(l),
+            None => Dest::Rows(self.width),
+        }
+    }
+
+    /// The layer's input as written into `buf` in this layout.
+    pub(crate) fn read<'a>(&self, buf: &'a [f32]) -> Input<'a> {
+        match self.layout {
+            Some(_) => Input::Packed(buf),
+            None => Input::Rows(&buf[..self.len]),
+        }
+    }
+}
+
+/// Floats a buffer needs to hold the input of a layer of `width` inputs for
+/// `m` rows, in any layout ([`LayerInput`]).
+pub(crate) fn input_buffer_len(m: usize, width: usize) -> usize {
+    packed_len(m, width).max(m * width)
+}
