@@ -14,7 +14,7 @@
 //! fastest is the undisturbed rate), in GFLOP/s, and the ratio of the
 //! medians to the `gemm` crate's.
 
-use clip::kernels::{gemm_f32, GemmOperand, Mat};
+use clip::kernels::{gemm_f32, GemmDst, GemmOperand, Mat};
 use clip::layers::Linear;
 use clip::weights::{DType, WeightTensor};
 use std::time::Instant;
@@ -105,7 +105,14 @@ fn main() {
                     let rhs = GemmOperand { data: &w, row_stride: 1, col_stride: k };
                     let mut peer = pool.install(|| {
                         time(reps.min(36), |_| {
-                            gemm_f32(m, n, k, &mut out, n, false, lhs, rhs, 1.0, threads)
+                            gemm_f32(
+                                (m, n, k),
+                                GemmDst { data: &mut out, row_stride: n, accumulate: false },
+                                lhs,
+                                rhs,
+                                1.0,
+                                threads,
+                            )
                         })
                     });
                     let pm = median(&mut peer);

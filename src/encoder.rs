@@ -5,7 +5,7 @@ use crate::config::Activation;
 use crate::error::Result;
 use crate::kernels::team;
 use crate::kernels::{
-    attention_picked, attention_segments_to, AttentionMask, Epilogue, Input, LayerNorm,
+    attention_picked, attention_segments_to, AttentionMask, Epilogue, Heads, Input, LayerNorm,
 };
 use crate::layers::{input_buffer_len, LayerBuilder, LayerInput, Linear};
 use crate::tensor::Tensor;
@@ -62,10 +62,24 @@ pub(crate) struct Encoder {
 /// is read, so a reused buffer's old contents never show).
 #[derive(Default)]
 struct Buffers {
-    normed: Vec<f32>,
     qkv: Vec<f32>,
     ctx: Vec<f32>,
     mlp: Vec<f32>,
+}
+
+/// The sequences of a pass: their lengths (stored one after the other,
+/// each attending only within itself) and the attention mask.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    lens: &'a [usize],
+    mask: AttentionMask<'a>,
+}
+
+impl Batch<'_> {
+    /// Rows of all sequences.
+    fn rows(&self) -> usize {
+        self.lens.iter().sum()
+    }
 }
 
 /// Buffers larger than this (in f32, 64 MiB in all) are freed after a pass
@@ -77,7 +91,6 @@ impl Buffers {
     fn sized(mut self, m: usize, d: usize, f: usize) -> Self {
         // `ctx` and `mlp` hold the next layer's input, in its layout.
         for (v, len) in [
-            (&mut self.normed, m * d),
             (&mut self.qkv, m * 3 * d),
             (&mut self.ctx, input_buffer_len(m, d)),
             (&mut self.mlp, input_buffer_len(m, f)),
@@ -89,7 +102,7 @@ impl Buffers {
     }
 
     fn capacity(&self) -> usize {
-        self.normed.capacity() + self.qkv.capacity() + self.ctx.capacity() + self.mlp.capacity()
+        self.qkv.capacity() + self.ctx.capacity() + self.mlp.capacity()
     }
 }
 
@@ -154,7 +167,8 @@ impl Encoder {
             }
         };
         let lens = vec![seq; batch];
-        team::run(|| self.run(h, &lens, mask, None, opts.output_attentions, &mut on_layer));
+        let all = Batch { lens: &lens, mask };
+        team::run(|| self.run(h, all, None, opts.output_attentions, &mut on_layer));
         if let Some(hs) = collected.hidden_states.as_mut() {
             hs.push(Tensor::from_parts(vec![batch, seq, d], h.to_vec()));
         }
@@ -176,7 +190,7 @@ impl Encoder {
         picks: &[usize],
         mask: AttentionMask<'_>,
     ) -> Vec<f32> {
-        team::run(|| self.run(h, lens, mask, Some(picks), false, &mut |_, _| {}))
+        team::run(|| self.run(h, Batch { lens, mask }, Some(picks), false, &mut |_, _| {}))
     }
 
     /// The layers; `on_layer` sees each layer's input (and, when `probs`,
@@ -189,31 +203,29 @@ impl Encoder {
     fn run(
         &self,
         h: &mut [f32],
-        lens: &[usize],
-        mask: AttentionMask<'_>,
+        batch: Batch<'_>,
         picks: Option<&[usize]>,
         probs: bool,
         on_layer: &mut LayerHook<'_>,
     ) -> Vec<f32> {
         let (d, f) = (self.hidden, self.intermediate);
-        let m: usize = lens.iter().sum();
         // A poisoned lock only means another pass panicked: the list is intact.
         let spare = || self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        let mut bufs = spare().pop().unwrap_or_default().sized(m, d, f);
+        let mut bufs = spare().pop().unwrap_or_default().sized(batch.rows(), d, f);
         let (full, last) = match (picks, self.layers.split_last()) {
             (Some(_), Some((last, rest))) => (rest, Some(last)),
             _ => (&self.layers[..], None),
         };
         for layer in full {
-            self.layer(layer, h, lens, mask, probs, on_layer, &mut bufs);
+            self.layer(layer, h, batch, probs, on_layer, &mut bufs);
         }
         let picked = match picks {
             Some(picks) => {
-                let rows = picked_rows(lens, picks);
+                let rows = picked_rows(batch.lens, picks);
                 let gathered = rows.iter().flat_map(|&r| &h[r * d..(r + 1) * d]).copied();
                 let mut out: Vec<f32> = gathered.collect();
                 if let Some(layer) = last {
-                    self.last_layer_picked(layer, h, lens, picks, mask, &mut bufs, &mut out);
+                    self.last_layer_picked(layer, h, batch, picks, &mut bufs, &mut out);
                 }
                 out
             }
@@ -225,106 +237,89 @@ impl Encoder {
         picked
     }
 
+    /// The heads of every layer.
+    fn heads(&self) -> Heads {
+        Heads { count: self.heads, dim: self.hidden / self.heads }
+    }
+
     /// One layer over every row of `h`, in place.
-    #[allow(clippy::too_many_arguments)]
     fn layer(
         &self,
         layer: &EncoderLayer,
         h: &mut [f32],
-        lens: &[usize],
-        mask: AttentionMask<'_>,
+        batch: Batch<'_>,
         probs: bool,
         on_layer: &mut LayerHook<'_>,
         bufs: &mut Buffers,
     ) {
-        let m: usize = lens.iter().sum();
+        let m = batch.rows();
         let threads = rayon::current_num_threads();
-        let head_dim = self.hidden / self.heads;
-        let Buffers { normed, qkv, ctx, mlp } = bufs;
+        let Buffers { qkv, ctx, mlp } = bufs;
         // Self-attention block. The contexts are written where the output
-        // projection reads them when it runs on the packed kernel.
-        project_qkv(layer, h, m, normed, qkv, threads);
-        let probs_len: usize = lens.iter().map(|l| self.heads * l * l).sum();
+        // projection reads them.
+        project_qkv(layer, h, m, qkv, threads);
+        let probs_len: usize = batch.lens.iter().map(|l| self.heads * l * l).sum();
         let mut p = probs.then(|| vec![0.0f32; probs_len]);
         let ctx_in = layer.out_proj.input(m);
-        let (heads, ctx_at) = (self.heads, ctx_in.layout());
-        attention_segments_to(qkv, lens, heads, head_dim, mask, ctx, ctx_at, p.as_deref_mut());
+        let (lens, mask, heads) = (batch.lens, batch.mask, self.heads());
+        let ctx_out = (&mut ctx[..], ctx_in.layout());
+        attention_segments_to(qkv, lens, heads, mask, ctx_out, p.as_deref_mut());
         on_layer(h, p);
         let acc = Epilogue::Accumulate;
-        layer.out_proj.forward_to(ctx_in.read(ctx), &mut [], m, h, None, acc, threads);
-        self.mlp_block(layer, h, m, normed, mlp, threads);
+        layer.out_proj.forward_to(ctx_in.read(ctx), m, h, None, acc, threads);
+        self.mlp_block(layer, h, m, mlp, threads);
     }
 
     /// The last layer for the picked rows: `out` (`[picks.len(), hidden]`)
     /// holds their inputs and receives their outputs; `h` is every row's input.
-    #[allow(clippy::too_many_arguments)]
     fn last_layer_picked(
         &self,
         layer: &EncoderLayer,
         h: &[f32],
-        lens: &[usize],
+        batch: Batch<'_>,
         picks: &[usize],
-        mask: AttentionMask<'_>,
         bufs: &mut Buffers,
         out: &mut [f32],
     ) {
         let (d, n) = (self.hidden, picks.len());
-        let m: usize = lens.iter().sum();
         let threads = rayon::current_num_threads();
-        let Buffers { normed, qkv, ctx, mlp } = bufs;
+        let Buffers { qkv, ctx, mlp } = bufs;
         // Keys and values of every row (the queries of the others come
         // along: one stacked product, a twelfth of the layer).
-        project_qkv(layer, h, m, normed, qkv, threads);
+        project_qkv(layer, h, batch.rows(), qkv, threads);
         let ctx = &mut ctx[..n * d];
-        attention_picked(qkv, lens, picks, self.heads, d / self.heads, mask, ctx);
+        attention_picked(qkv, batch.lens, picks, self.heads(), batch.mask, ctx);
         layer.out_proj.forward_accumulate(ctx, n, out, threads);
-        self.mlp_block(layer, out, n, normed, mlp, threads);
+        self.mlp_block(layer, out, n, mlp, threads);
     }
 
     /// The MLP block over the `rows` rows of `h`, in place:
-    /// `h += fc2(act(fc1(layer_norm2(h))))`, with `normed` and `mlp` (of at
-    /// least `rows` rows, in any layout) as scratch. `layer_norm2` is applied
-    /// as `fc1` packs its input, and `fc1` writes its output as `fc2` reads it.
+    /// `h += fc2(act(fc1(layer_norm2(h))))`, with `mlp` (of at least `rows`
+    /// rows, in any layout) as scratch. `layer_norm2` is applied as `fc1`
+    /// packs its input, and `fc1` writes its output as `fc2` reads it.
     fn mlp_block(
         &self,
         layer: &EncoderLayer,
         h: &mut [f32],
         rows: usize,
-        normed: &mut [f32],
         mlp: &mut [f32],
         threads: usize,
     ) {
         let fc2_in: LayerInput = layer.fc2.input(rows);
         let (x, act) = (Input::Normed(h, &layer.layer_norm2), Epilogue::Activate(self.act));
-        let normed = &mut normed[..rows * self.hidden];
-        layer.fc1.forward_to(x, normed, rows, mlp, Some(&fc2_in), act, threads);
+        layer.fc1.forward_to(x, rows, mlp, Some(&fc2_in), act, threads);
         let acc = Epilogue::Accumulate;
-        layer.fc2.forward_to(fc2_in.read(mlp), &mut [], rows, h, None, acc, threads);
+        layer.fc2.forward_to(fc2_in.read(mlp), rows, h, None, acc, threads);
     }
 }
 
 /// The attention block's input: `qkv = [q | k | v](layer_norm1(h))` for the
 /// `m` rows of `h`, the norm applied as the stacked product packs its input
-/// (or into `normed` first on kernels that do not pack).
-fn project_qkv(
-    layer: &EncoderLayer,
-    h: &[f32],
-    m: usize,
-    normed: &mut [f32],
-    qkv: &mut [f32],
-    threads: usize,
-) {
-    let x = Input::Normed(&h[..m * layer.qkv_proj.in_features()], &layer.layer_norm1);
-    let qkv = &mut qkv[..m * layer.qkv_proj.out_features()];
-    layer.qkv_proj.forward_to(
-        x,
-        &mut normed[..m * layer.qkv_proj.in_features()],
-        m,
-        qkv,
-        None,
-        Epilogue::Store,
-        threads,
-    );
+/// (or as other kernels read it).
+fn project_qkv(layer: &EncoderLayer, h: &[f32], m: usize, qkv: &mut [f32], threads: usize) {
+    let p = &layer.qkv_proj;
+    let x = Input::Normed(&h[..m * p.in_features()], &layer.layer_norm1);
+    p.forward_to(x, m, &mut qkv[..m * p.out_features()], None, Epilogue::Store, threads);
 }
 
 /// The global row of each sequence's pick (`picks[s]` counts from the

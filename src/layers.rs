@@ -7,7 +7,8 @@
 mod builder;
 mod linear;
 
+pub(crate) use crate::kernels::PrecisionHandle;
 pub use crate::kernels::{LayerNorm, Mat, Precision};
 pub(crate) use builder::LayerBuilder;
 pub use linear::Linear;
-pub(crate) use linear::{input_buffer_len, LayerInput, PrecisionHandle};
+pub(crate) use linear::{input_buffer_len, LayerInput};

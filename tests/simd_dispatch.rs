@@ -20,7 +20,7 @@
 //! that the kernel runs and gives right answers. Under qemu user-mode
 //! emulation it says nothing about the speed of real ARM hardware.
 
-use clip::kernels::{gemm_f32, GemmOperand};
+use clip::kernels::{gemm_f32, GemmDst, GemmOperand};
 use std::time::Instant;
 
 /// The CPU features that matter for the kernels, as detected at run time.
@@ -174,7 +174,14 @@ fn dispatched_kernel_symbol() -> String {
     let (a, b) = (vec![1.0f32; 16 * 16], vec![1.0f32; 16 * 16]);
     let mut c = vec![0.0f32; 16 * 16];
     let op = |d| GemmOperand { data: d, row_stride: 16, col_stride: 1 };
-    gemm_f32(16, 16, 16, &mut c, 16, false, op(&a), op(&b), 1.0, 1);
+    gemm_f32(
+        (16, 16, 16),
+        GemmDst { data: &mut c, row_stride: 16, accumulate: false },
+        op(&a),
+        op(&b),
+        1.0,
+        1,
+    );
     assert_eq!(c[0], 16.0);
 
     let kernel = gemm_f32::gemm::f32::get_gemm_fn() as *const () as usize;
@@ -269,11 +276,25 @@ fn tiny_gemm_is_correct_and_timed() {
     let lhs = GemmOperand { data: &a, row_stride: k, col_stride: 1 };
     let rhs = GemmOperand { data: &b, row_stride: n, col_stride: 1 };
     let mut c = vec![0.0f32; m * n];
-    gemm_f32(m, n, k, &mut c, n, false, lhs, rhs, 1.0, 1); // warm-up and dispatch
+    gemm_f32(
+        (m, n, k),
+        GemmDst { data: &mut c, row_stride: n, accumulate: false },
+        lhs,
+        rhs,
+        1.0,
+        1,
+    ); // warm-up and dispatch
     let reps = 20;
     let t = Instant::now();
     for _ in 0..reps {
-        gemm_f32(m, n, k, &mut c, n, false, lhs, rhs, 1.0, 1);
+        gemm_f32(
+            (m, n, k),
+            GemmDst { data: &mut c, row_stride: n, accumulate: false },
+            lhs,
+            rhs,
+            1.0,
+            1,
+        );
     }
     let secs = t.elapsed().as_secs_f64() / reps as f64;
     let worst = c.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0, f64::max);

@@ -6,7 +6,7 @@
 //! or on the `gemm` crate for the `gemm` kernel.
 
 use super::attention_heads::{Contexts, Scores};
-use super::gemm_crate::{gemm_f32, GemmOperand};
+use super::gemm_crate::{gemm_f32, GemmDst, GemmOperand};
 use super::isa::{selected, with_isa, Isa, Kernel};
 use super::packed::{OutPtr, RowBlocks};
 use super::softmax::softmax_rows;
@@ -31,26 +31,39 @@ pub enum AttentionMask<'a> {
     },
 }
 
+/// The attention heads: how many, and the width of each (their product is
+/// the model width).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    /// Number of heads.
+    pub count: usize,
+    /// Width of one head.
+    pub dim: usize,
+}
+
+impl Heads {
+    /// The width of all heads together.
+    pub fn width(self) -> usize {
+        self.count * self.dim
+    }
+}
+
 /// Attention over a fused projection buffer.
 ///
-/// `qkv` is `[batch * seq, 3 * heads * head_dim]`, each row holding the
-/// query, key and value of one position. Writes the per-head contexts,
-/// concatenated over heads, to `out` (`[batch * seq, heads * head_dim]`),
-/// and the post-softmax probabilities to `probs` (`[batch, heads, seq, seq]`)
-/// when given.
-#[allow(clippy::too_many_arguments)]
+/// `qkv` is `[batch * seq, 3 * width]`, each row holding the query, key and
+/// value of one position. Writes the per-head contexts, concatenated over
+/// heads, to `out` (`[batch * seq, width]`), and the post-softmax
+/// probabilities to `probs` (`[batch, heads, seq, seq]`) when given.
 pub fn attention(
     qkv: &[f32],
-    batch: usize,
-    seq: usize,
-    heads: usize,
-    head_dim: usize,
+    (batch, seq): (usize, usize),
+    heads: Heads,
     mask: AttentionMask<'_>,
     out: &mut [f32],
     probs: Option<&mut [f32]>,
 ) {
     let segments: Vec<usize> = vec![seq; batch];
-    attention_segments(qkv, &segments, heads, head_dim, mask, out, probs)
+    attention_segments(qkv, &segments, heads, mask, out, probs)
 }
 
 /// As [`attention`] for sequences of different lengths stored one after the
@@ -61,30 +74,26 @@ pub fn attention(
 pub fn attention_segments(
     qkv: &[f32],
     lens: &[usize],
-    heads: usize,
-    head_dim: usize,
+    heads: Heads,
     mask: AttentionMask<'_>,
     out: &mut [f32],
     probs: Option<&mut [f32]>,
 ) {
-    attention_segments_to(qkv, lens, heads, head_dim, mask, out, None, probs)
+    attention_segments_to(qkv, lens, heads, mask, (out, None), probs)
 }
 
 /// As [`attention_segments`], writing the contexts in `layout` when given
-/// (the output projection's packed input, see `Linear::input_layout`):
-/// they are then packed as they are computed, with no copy of their own.
-#[allow(clippy::too_many_arguments)]
+/// (the output projection's input layout, see `layers::LayerInput`): they
+/// are then packed as they are computed, with no copy of their own.
 pub(crate) fn attention_segments_to(
     qkv: &[f32],
     lens: &[usize],
-    heads: usize,
-    head_dim: usize,
+    heads: Heads,
     mask: AttentionMask<'_>,
-    out: &mut [f32],
-    layout: Option<&RowBlocks>,
+    (out, layout): (&mut [f32], Option<&RowBlocks>),
     probs: Option<&mut [f32]>,
 ) {
-    attend(qkv, lens, None, heads, head_dim, mask, (out, layout), probs)
+    attend(qkv, (lens, None), heads, mask, (out, layout), probs)
 }
 
 /// As [`attention_segments`] for one query per sequence: row `picks[s]` of
@@ -95,8 +104,7 @@ pub fn attention_picked(
     qkv: &[f32],
     lens: &[usize],
     picks: &[usize],
-    heads: usize,
-    head_dim: usize,
+    heads: Heads,
     mask: AttentionMask<'_>,
     out: &mut [f32],
 ) {
@@ -104,7 +112,7 @@ pub fn attention_picked(
         picks.len() == lens.len() && picks.iter().zip(lens).all(|(p, l)| p < l),
         "attention: one pick per sequence, inside it"
     );
-    attend(qkv, lens, Some(picks), heads, head_dim, mask, (out, None), None)
+    attend(qkv, (lens, Some(picks)), heads, mask, (out, None), None)
 }
 
 /// One (sequence, head) of [`attend`]: the sequence's first row and length,
@@ -120,15 +128,13 @@ struct Task {
     out_row: usize,
 }
 
-/// Every query of each sequence (`picks` `None`), or row `picks[s]` alone;
-/// the contexts go to `out` as rows of `d`, or in the packed layout given.
-#[allow(clippy::too_many_arguments)]
+/// Every query of each sequence of `lens` (`picks` `None`), or row
+/// `picks[s]` alone; the contexts go to `out` as rows of the heads' width,
+/// or in the packed layout given.
 fn attend(
     qkv: &[f32],
-    lens: &[usize],
-    picks: Option<&[usize]>,
-    heads: usize,
-    head_dim: usize,
+    (lens, picks): (&[usize], Option<&[usize]>),
+    Heads { count: heads, dim: head_dim }: Heads,
     mask: AttentionMask<'_>,
     (out, layout): (&mut [f32], Option<&RowBlocks>),
     probs: Option<&mut [f32]>,
@@ -288,7 +294,14 @@ fn head_scores(
     }
     let q = GemmOperand { data: h.q, row_stride: h.row, col_stride: 1 };
     let k = GemmOperand { data: h.k, row_stride: 1, col_stride: h.row };
-    gemm_f32(queries, len, h.head_dim, scores, len, false, q, k, scale, 1);
+    gemm_f32(
+        (queries, len, h.head_dim),
+        GemmDst { data: scores, row_stride: len, accumulate: false },
+        q,
+        k,
+        scale,
+        1,
+    );
 }
 
 /// `ctx` (`[queries, head_dim]`) = `p v` for one head, `p` being the
@@ -310,7 +323,14 @@ fn head_contexts(
     }
     let p = GemmOperand { data: p, row_stride: len, col_stride: 1 };
     let v = GemmOperand { data: h.v, row_stride: h.row, col_stride: 1 };
-    gemm_f32(queries, h.head_dim, len, ctx, h.head_dim, false, p, v, 1.0, 1);
+    gemm_f32(
+        (queries, h.head_dim, len),
+        GemmDst { data: ctx, row_stride: h.head_dim, accumulate: false },
+        p,
+        v,
+        1.0,
+        1,
+    );
 }
 
 thread_local! {
@@ -363,7 +383,7 @@ mod tests {
             let mut probs = vec![0.0; b * h * l * l];
             let mask =
                 if causal { AttentionMask::Causal { key_mask: None } } else { AttentionMask::None };
-            attention(&qkv, b, l, h, hd, mask, &mut out, Some(&mut probs));
+            attention(&qkv, (b, l), Heads { count: h, dim: hd }, mask, &mut out, Some(&mut probs));
             let expected = reference(&qkv, b, l, h, hd, causal);
             let err = out.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(err < 1e-5, "causal={causal}: {err}");
@@ -371,7 +391,7 @@ mod tests {
                 assert_eq!(probs[1], 0.0, "a future key must get exactly zero weight");
             }
             let mut out2 = vec![0.0; b * l * h * hd];
-            attention(&qkv, b, l, h, hd, mask, &mut out2, None);
+            attention(&qkv, (b, l), Heads { count: h, dim: hd }, mask, &mut out2, None);
             assert_eq!(out, out2);
         }
     }
@@ -388,7 +408,7 @@ mod tests {
             let mask =
                 if causal { AttentionMask::Causal { key_mask: None } } else { AttentionMask::None };
             let mut out = vec![0.0; b * l * h * hd];
-            attention(&qkv, b, l, h, hd, mask, &mut out, None);
+            attention(&qkv, (b, l), Heads { count: h, dim: hd }, mask, &mut out, None);
             let expected = reference(&qkv, b, l, h, hd, causal);
             let err = out.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(err < 2e-5, "l={l} causal={causal}: {err}");
@@ -404,7 +424,7 @@ mod tests {
         let qkv: Vec<f32> = (0..7 * row).map(|i| ((i * 53 % 97) as f32 / 40.0) - 1.2).collect();
         let mask = AttentionMask::Causal { key_mask: None };
         let mut out = vec![0.0; 7 * h * hd];
-        attention_segments(&qkv, &[5, 2], h, hd, mask, &mut out, None);
+        attention_segments(&qkv, &[5, 2], Heads { count: h, dim: hd }, mask, &mut out, None);
         let first = reference(&qkv[..5 * row], 1, 5, h, hd, true);
         let second = reference(&qkv[5 * row..], 1, 2, h, hd, true);
         let expected: Vec<f32> = first.into_iter().chain(second).collect();
@@ -430,7 +450,7 @@ mod tests {
                 .collect();
             for picks in [[4, 1], [0, 0], [2, 1]] {
                 let mut out = vec![0.0; 2 * d];
-                attention_picked(&qkv, &lens, &picks, h, hd, mask, &mut out);
+                attention_picked(&qkv, &lens, &picks, Heads { count: h, dim: hd }, mask, &mut out);
                 let want: Vec<f32> = [picks[0], 5 + picks[1]]
                     .iter()
                     .flat_map(|&r| expected[r * d..(r + 1) * d].to_vec())
@@ -452,10 +472,17 @@ mod tests {
                 (0..rows * 3 * d).map(|i| ((i * 31 % 83) as f32 / 40.0) - 1.0).collect();
             let mask = AttentionMask::Causal { key_mask: None };
             let mut plain = vec![0.0; rows * d];
-            attention_segments(&qkv, &lens, h, hd, mask, &mut plain, None);
+            attention_segments(&qkv, &lens, Heads { count: h, dim: hd }, mask, &mut plain, None);
             let layout = RowBlocks::new(rows, d);
             let mut packed = vec![f32::NAN; layout.len()];
-            attention_segments_to(&qkv, &lens, h, hd, mask, &mut packed, Some(&layout), None);
+            attention_segments_to(
+                &qkv,
+                &lens,
+                Heads { count: h, dim: hd },
+                mask,
+                (&mut packed, Some(&layout)),
+                None,
+            );
             let mut back = vec![0.0; rows * d];
             layout.unpack(&packed, &mut back);
             assert!(back == plain, "lens={lens:?} heads={h}x{hd}");

@@ -26,26 +26,31 @@ fn max_offset(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     (rows - 1) * rs + (cols - 1) * cs
 }
 
-/// `dst[m, n] = (accumulate ? dst : 0) + scale * lhs[m, k] · rhs[k, n]`.
-///
-/// `dst` is row-major with row stride `dst_rs` (column stride 1). Uses up to
-/// `threads` rayon threads inside the product (1 = none).
+/// The destination of [`gemm_f32`]: row-major rows at `row_stride`
+/// (column stride 1), overwritten or added to.
+pub struct GemmDst<'a> {
+    /// The elements.
+    pub data: &'a mut [f32],
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+    /// Add the product to the current values instead of overwriting them.
+    pub accumulate: bool,
+}
+
+/// `dst[m, n] = (accumulate ? dst : 0) + scale * lhs[m, k] · rhs[k, n]`,
+/// using up to `threads` rayon threads inside the product (1 = none).
 ///
 /// # Panics
-/// If a stride would address outside its slice (an internal bug).
-#[allow(clippy::too_many_arguments)]
+/// If a stride would address outside its slice.
 pub fn gemm_f32(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    dst: GemmDst<'_>,
     lhs: GemmOperand<'_>,
     rhs: GemmOperand<'_>,
     scale: f32,
     threads: usize,
 ) {
+    let GemmDst { data: dst, row_stride: dst_rs, accumulate } = dst;
     if m == 0 || n == 0 {
         return;
     }
@@ -139,7 +144,14 @@ pub(crate) fn linear_fallback(
         WeightView::F32(w) => {
             // B[k, n] = W^T: element (kk, nn) of the [out, in] storage is at nn*k + kk.
             let rhs = GemmOperand { data: w, row_stride: 1, col_stride: k };
-            gemm_f32(m, n, k, out, out_rs, accumulate, lhs, rhs, 1.0, threads);
+            gemm_f32(
+                (m, n, k),
+                GemmDst { data: out, row_stride: out_rs, accumulate },
+                lhs,
+                rhs,
+                1.0,
+                threads,
+            );
         }
         WeightView::F16(w) => {
             let dst = (out, out_rs, accumulate);
@@ -173,7 +185,14 @@ fn linear_widened<T: Copy + Send + Sync>(
             .enumerate()
             .for_each(|(r, dst)| widen(&w[(n0 + r) * k..(n0 + r + 1) * k], dst));
         let rhs = GemmOperand { data: block, row_stride: 1, col_stride: k };
-        gemm_f32(m, rows, k, &mut out[n0..], out_rs, accumulate, lhs, rhs, 1.0, threads);
+        gemm_f32(
+            (m, rows, k),
+            GemmDst { data: &mut out[n0..], row_stride: out_rs, accumulate },
+            lhs,
+            rhs,
+            1.0,
+            threads,
+        );
         n0 += rows;
     }
 }

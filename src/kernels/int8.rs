@@ -118,14 +118,14 @@ impl Int8Linear {
         if m == 0 || self.n == 0 {
             return;
         }
-        let unpacked;
         let (x, ln) = match x {
             Input::Rows(x) => (x, None),
             Input::Normed(x, ln) => (x, Some(ln)),
             // (Only when the precision changed during a pass.)
             Input::Packed(_) => {
-                unpacked = x.resolve(m, self.k, &mut []);
-                (&unpacked[..], None)
+                return x.with_rows(m, self.k, |rows| {
+                    self.forward_with::<K>(Input::Rows(rows), m, out, out_rs, epilogue, threads)
+                });
             }
         };
         assert!(x.len() >= m * self.k, "int8 gemm: input too short");
@@ -174,7 +174,8 @@ impl Int8Linear {
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
             // this job writes only its share's rows and columns (each pair
             // of row block and panel is in one share); `K` has int8 here.
-            unsafe { self.run_share::<K>(&a, lda, &row_scale, share, out_ptr, out_rs, epilogue) }
+            let q = Quantized { rows: &a, stride: lda, scales: &row_scale };
+            unsafe { self.run_share::<K>(q, share, out_ptr, out_rs, epilogue) }
         });
         Q_PACK.set(a);
     }
@@ -185,17 +186,15 @@ impl Int8Linear {
     /// # Safety
     /// As [`PackedLinear::forward`](super::packed::PackedLinear::forward)'s
     /// jobs; `K` has an int8 micro-kernel on this CPU.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn run_share<K: Isa>(
         &self,
-        a: &[u8],
-        lda: usize,
-        row_scale: &[f32],
+        q: Quantized<'_>,
         share: Share,
         out: OutPtr,
         out_rs: usize,
         epilogue: Epilogue,
     ) {
+        let Quantized { rows: a, stride: lda, scales: row_scale } = q;
         let Share { rows, p0, p1 } = share;
         let m = row_scale.len();
         // Row blocks whose quantised rows (about 512 KiB) stay in L2.
@@ -240,6 +239,15 @@ impl Int8Linear {
             epilogue.finish(K::KERNEL, out, out_rs, m0..m0 + mlen, cols);
         }
     }
+}
+
+/// A product's input rows, quantised: `scales.len()` rows of u8 at
+/// `stride` bytes, and one scale per row.
+#[derive(Clone, Copy)]
+struct Quantized<'a> {
+    rows: &'a [u8],
+    stride: usize,
+    scales: &'a [f32],
 }
 
 thread_local! {

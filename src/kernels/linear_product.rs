@@ -13,7 +13,7 @@ use super::norm::{layer_norm, LayerNorm};
 use super::packed::{Dest, Epilogue, PackedLinear, RowBlocks};
 use crate::error::{Error, Result};
 use crate::weights::WeightTensor;
-use std::borrow::Cow;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// The rows a product multiplies.
@@ -40,34 +40,34 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// The `[m, k]` rows to multiply, normalised or unpacked into `scratch`
-    /// when it holds `m * k` (else into a new buffer). (A packed input meets
-    /// a kernel other than the packed one only when the model's precision
-    /// changed during the pass.)
-    pub(crate) fn resolve<'s>(self, m: usize, k: usize, scratch: &'s mut [f32]) -> Cow<'s, [f32]>
-    where
-        'a: 's,
-    {
+    /// Calls `f` with the `[m, k]` rows to multiply: `Rows` as they are;
+    /// the others normalised or unpacked into a buffer of this thread's,
+    /// reused from one product to the next. (A packed input meets a kernel
+    /// other than the packed one only when the model's precision changed
+    /// during the pass.)
+    pub(crate) fn with_rows<R>(self, m: usize, k: usize, f: impl FnOnce(&[f32]) -> R) -> R {
         let n = m * k;
-        // The rows of `self` into `dst` (`n` long).
         let write = |dst: &mut [f32]| match self {
             Input::Rows(x) => dst.copy_from_slice(&x[..n]),
             Input::Normed(x, ln) => layer_norm(&x[..n], ln, dst),
             Input::Packed(a) => RowBlocks::new(m, k).unpack(a, dst),
         };
-        match self {
-            Input::Rows(x) => Cow::Borrowed(x),
-            _ if scratch.len() >= n => {
-                write(&mut scratch[..n]);
-                Cow::Borrowed(&scratch[..n])
-            }
-            _ => {
-                let mut own = vec![0.0; n];
-                write(&mut own);
-                Cow::Owned(own)
-            }
+        if let Input::Rows(x) = self {
+            return f(&x[..n]);
         }
+        // Taken out while in use: `f` may run another product on this thread.
+        let mut rows = ROWS.take();
+        rows.resize(n, 0.0);
+        write(&mut rows);
+        let result = f(&rows);
+        ROWS.set(rows);
+        result
     }
+}
+
+thread_local! {
+    /// The rows [`Input::with_rows`] normalises or unpacks (reused).
+    static ROWS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// A weight matrix mapping `in_features` to `out_features`, stored
@@ -106,15 +106,34 @@ impl Precision {
     }
 }
 
+/// The precision shared by the products of one model (so that it can be
+/// changed after loading): a shared atomic.
+#[derive(Clone, Default)]
+pub(crate) struct PrecisionHandle(Arc<AtomicU8>);
+
+impl PrecisionHandle {
+    pub fn get(&self) -> Precision {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Precision::Int8,
+            _ => Precision::Full,
+        }
+    }
+
+    pub fn set(&self, p: Precision) {
+        self.0.store(p as u8, Ordering::Relaxed)
+    }
+}
+
 /// The matrices and biases of a linear layer (several stacked along the
 /// output dimension, e.g. query, key and value, computed as one product),
-/// and the forms prepared for the kernels on their first use (packed
-/// panels, int8 panels), shared by clones.
+/// the precision it follows, and the forms prepared for the kernels on
+/// their first use (packed panels, int8 panels), shared by clones.
 #[derive(Clone)]
 pub(crate) struct LinearProduct {
     parts: Arc<[(Mat, Option<Vec<f32>>)]>,
     out_features: usize,
     in_features: usize,
+    precision: PrecisionHandle,
     prepared: Prepared,
 }
 
@@ -123,15 +142,16 @@ impl LinearProduct {
     /// which [`LinearProduct::check`] accepts (or whose tensors a loader
     /// has checked: a missing one is an empty stand-in until the loader
     /// reports it).
-    pub fn new(parts: Vec<(Mat, Option<Vec<f32>>)>) -> Self {
+    pub fn new(parts: Vec<(Mat, Option<Vec<f32>>)>, precision: PrecisionHandle) -> Self {
         let in_features = parts.first().map_or(0, |(m, _)| m.in_features);
         let out_features = parts.iter().map(|(m, _)| m.out_features).sum();
-        LinearProduct {
-            parts: parts.into(),
-            out_features,
-            in_features,
-            prepared: Prepared::default(),
-        }
+        let prepared = Prepared::default();
+        LinearProduct { parts: parts.into(), out_features, in_features, precision, prepared }
+    }
+
+    /// The precision the product follows.
+    pub fn precision(&self) -> &PrecisionHandle {
+        &self.precision
     }
 
     /// Whether `parts` make a product.
@@ -184,37 +204,33 @@ impl LinearProduct {
         self.in_features
     }
 
-    /// The implementation for `precision`, preparing it on first use.
-    fn product(&self, precision: Precision) -> Product<'_> {
+    /// The implementation for the current precision, preparing it on
+    /// first use.
+    fn product(&self) -> Product<'_> {
         let parts = || self.parts.iter().map(|(m, b)| (m, b.as_deref())).collect();
-        self.prepared.product(precision, parts)
+        self.prepared.product(self.precision.get(), parts)
     }
 
     /// The layout of `m` input rows when the product runs on the packed
-    /// kernel at `precision` (now): the step computing them can write them
-    /// there, and the product then takes them as [`Input::Packed`] with no
-    /// copy.
-    pub fn input_layout(&self, precision: Precision, m: usize) -> Option<RowBlocks> {
-        match self.product(precision) {
+    /// kernel (now): the step computing them can write them there, and the
+    /// product then takes them as [`Input::Packed`] with no copy.
+    pub fn input_layout(&self, m: usize) -> Option<RowBlocks> {
+        match self.product() {
             Product::Packed(_) => Some(RowBlocks::new(m, self.in_features)),
             _ => None,
         }
     }
 
-    /// `x W^T + b` for the `m` rows of `x` (see [`Input`]; `scratch`, `m *
-    /// in_features` long or empty, takes normalised or unpacked rows for
-    /// kernels that need them), written to `out` as `dest` lays rows out and
-    /// finished by `epilogue`. A [`Dest::Packed`] layout comes from the next
-    /// product's [`LinearProduct::input_layout`].
+    /// `x W^T + b` for the `m` rows of `x` (see [`Input`]), written to
+    /// `out` as `dest` lays rows out and finished by `epilogue`. A
+    /// [`Dest::Packed`] layout comes from the next product's
+    /// [`LinearProduct::input_layout`].
     ///
     /// # Panics
     /// If `x` or `out` is too short for `m` rows (an internal bug).
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_to(
         &self,
-        precision: Precision,
         x: Input<'_>,
-        scratch: &mut [f32],
         m: usize,
         out: &mut [f32],
         dest: Dest<'_>,
@@ -222,7 +238,7 @@ impl LinearProduct {
         threads: usize,
     ) {
         let (n, k) = (self.out_features, self.in_features);
-        let product = self.product(precision);
+        let product = self.product();
         if let Product::Packed(p) = product {
             return p.forward_to(x, m, out, dest, epilogue, threads);
         }
@@ -231,38 +247,22 @@ impl LinearProduct {
             Dest::Packed(layout) => {
                 // Only when the precision changed during the pass: rows first.
                 let mut rows = vec![0.0f32; m * n];
-                self.forward_to(
-                    precision,
-                    x,
-                    scratch,
-                    m,
-                    &mut rows,
-                    Dest::Rows(n),
-                    epilogue,
-                    threads,
-                );
+                self.forward_to(x, m, &mut rows, Dest::Rows(n), epilogue, threads);
                 return layout.pack(Input::Rows(&rows), out, 1);
             }
         };
         match product {
             Product::Int8(q) => q.forward(x, m, out, out_rs, epilogue, threads),
             Product::Packed(_) | Product::Gemm => {
-                let x = x.resolve(m, k, scratch);
-                let mut col = 0;
-                for (mat, bias) in self.parts.iter() {
-                    let part = &mut out[col..];
-                    let accumulate = epilogue.accumulates();
-                    linear_fallback(
-                        &x,
-                        m,
-                        (mat, bias.as_deref()),
-                        part,
-                        out_rs,
-                        accumulate,
-                        threads,
-                    );
-                    col += mat.out_features;
-                }
+                let accumulate = epilogue.accumulates();
+                x.with_rows(m, k, |x| {
+                    let mut col = 0;
+                    for (mat, bias) in self.parts.iter() {
+                        let part = (mat, bias.as_deref());
+                        linear_fallback(x, m, part, &mut out[col..], out_rs, accumulate, threads);
+                        col += mat.out_features;
+                    }
+                });
                 if let Epilogue::Activate(act) = epilogue {
                     let f = activation_fn(act);
                     out.chunks_mut(out_rs).take(m).for_each(|row| f(&mut row[..n]));
@@ -336,18 +336,14 @@ mod tests {
         Mat { weight, out_features: n, in_features: k }
     }
 
-    /// `out = x W^T + b` (or `out += ...`) on the selected kernel.
-    fn run(
-        p: &LinearProduct,
-        precision: Precision,
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-        epilogue: Epilogue,
-        threads: usize,
-    ) {
-        let n = p.out_features();
-        p.forward_to(precision, Input::Rows(x), &mut [], m, out, Dest::Rows(n), epilogue, threads)
+    /// A product of `parts` at full precision.
+    fn product(parts: Vec<(Mat, Option<Vec<f32>>)>) -> LinearProduct {
+        LinearProduct::new(parts, PrecisionHandle::default())
+    }
+
+    /// `out = x W^T + b` (or `out += ...`, ...) into rows.
+    fn run(p: &LinearProduct, x: &[f32], m: usize, out: &mut [f32], e: Epilogue, threads: usize) {
+        p.forward_to(Input::Rows(x), m, out, Dest::Rows(p.out_features()), e, threads)
     }
 
     /// Each dtype against f64, through the selected kernel and through the
@@ -371,26 +367,24 @@ mod tests {
             b_stacked[100..250].fill(0.0);
             let exp_one = naive(&x, m, &vals, n, k, &b);
             let exp_stacked = naive(&x, m, &vals, n, k, &b_stacked);
-            let one = LinearProduct::new(vec![(mat(&vals, n, k, dtype), Some(b.clone()))]);
+            let one = product(vec![(mat(&vals, n, k, dtype), Some(b.clone()))]);
             let part = |r0: usize, r1: usize, bias: bool| {
                 let m = mat(&vals[r0 * k..r1 * k], r1 - r0, k, dtype);
                 (m, bias.then(|| b[r0..r1].to_vec()))
             };
-            let stacked = LinearProduct::new(vec![
-                part(0, 100, true),
-                part(100, 250, false),
-                part(250, 300, true),
-            ]);
+            let parts = vec![part(0, 100, true), part(100, 250, false), part(250, 300, true)];
+            LinearProduct::check(&parts).unwrap();
+            let stacked = product(parts);
             for (what, p, exp) in [("one", &one, &exp_one), ("stacked", &stacked, &exp_stacked)] {
                 for threads in [1, 2] {
                     let case = format!("{what} {dtype:?} threads={threads}");
                     let mut out = vec![f32::NAN; m * n];
-                    run(p, Precision::Full, &x, m, &mut out, Epilogue::Store, threads);
+                    run(p, &x, m, &mut out, Epilogue::Store, threads);
                     let err = out.iter().zip(exp).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
                     assert!(err < 1e-5, "{case}: max err {err}");
                     let before = pseudo(m * n, 9);
                     let mut out = before.clone();
-                    run(p, Precision::Full, &x, m, &mut out, Epilogue::Accumulate, threads);
+                    run(p, &x, m, &mut out, Epilogue::Accumulate, threads);
                     let err = out
                         .iter()
                         .zip(exp.iter().zip(&before))
@@ -399,7 +393,7 @@ mod tests {
                     assert!(err < 1e-5, "{case} accumulate: {err}");
                 }
             }
-            // The `gemm` path directly, overwriting and accumulating.
+            // The `gemm` path directly, overwriting.
             let m1 = mat(&vals, n, k, dtype);
             for threads in [1, 2] {
                 let mut out = vec![f32::NAN; m * n];
@@ -415,6 +409,9 @@ mod tests {
     #[test]
     fn inconsistent_parts_are_refused() {
         let w = pseudo(12, 1);
+        let good =
+            [(mat(&w, 3, 4, DType::F32), Some(vec![0.0; 3])), (mat(&w, 3, 4, DType::F16), None)];
+        LinearProduct::check(&good).unwrap();
         // A [3, 4] tensor declared as a 3 x 5 matrix.
         let wrong_size = Mat { in_features: 5, ..mat(&w, 3, 4, DType::F32) };
         let bad = [
@@ -423,9 +420,6 @@ mod tests {
             vec![(mat(&w, 3, 4, DType::F32), Some(vec![0.0; 2]))],
             vec![(mat(&w, 3, 4, DType::F32), None), (mat(&w, 4, 3, DType::F32), None)],
         ];
-        let good =
-            [(mat(&w, 3, 4, DType::F32), Some(vec![0.0; 3])), (mat(&w, 3, 4, DType::F16), None)];
-        LinearProduct::check(&good).unwrap();
         for parts in bad {
             let e = LinearProduct::check(&parts).expect_err("refused");
             assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
@@ -440,10 +434,7 @@ mod tests {
     fn activated_product_equals_product_then_activation() {
         let (m, n, k) = (100, 300, 3000);
         let x = pseudo(m * k, 1);
-        let p = LinearProduct::new(vec![(
-            mat(&pseudo(n * k, 2), n, k, DType::F32),
-            Some(pseudo(n, 3)),
-        )]);
+        let p = product(vec![(mat(&pseudo(n * k, 2), n, k, DType::F32), Some(pseudo(n, 3)))]);
         let mut precisions = vec![Precision::Full];
         if Precision::int8_supported() {
             precisions.push(Precision::Int8);
@@ -451,13 +442,14 @@ mod tests {
             println!("int8 not exercised: the selected kernel has no int8 products here");
         }
         for precision in precisions {
+            p.precision().set(precision);
             for act in [Activation::QuickGelu, Activation::Gelu] {
                 for threads in [1, 2] {
                     let mut want = vec![f32::NAN; m * n];
-                    run(&p, precision, &x, m, &mut want, Epilogue::Store, threads);
+                    run(&p, &x, m, &mut want, Epilogue::Store, threads);
                     apply_activation(act, &mut want);
                     let mut got = vec![f32::NAN; m * n];
-                    run(&p, precision, &x, m, &mut got, Epilogue::Activate(act), threads);
+                    run(&p, &x, m, &mut got, Epilogue::Activate(act), threads);
                     let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{precision:?} {act:?} threads={threads}");
                 }
@@ -466,8 +458,8 @@ mod tests {
     }
 
     /// Kernels other than the packed one take normalised or packed rows
-    /// through `resolve`: into the scratch buffer when it is long enough,
-    /// else into a buffer of their own. A packed destination on such a
+    /// through `with_rows` (into this thread's buffer, also when a product
+    /// inside `f` takes it meanwhile). A packed destination on such a
     /// kernel (the precision changed during a pass) gets the rows packed.
     #[test]
     fn other_kernels_take_every_form_of_input_and_output() {
@@ -479,27 +471,24 @@ mod tests {
         let layout = RowBlocks::new(m, k);
         let mut packed = vec![0.0; layout.len()];
         layout.pack(Input::Rows(&x), &mut packed, 1);
-        for scratch_len in [m * k, 0] {
-            let mut scratch = vec![0.0; scratch_len];
-            assert!(*Input::Normed(&x, &ln).resolve(m, k, &mut scratch) == *normed);
-            assert!(*Input::Packed(&packed).resolve(m, k, &mut scratch) == *x);
-        }
+        Input::Normed(&x, &ln).with_rows(m, k, |rows| {
+            assert!(rows == normed);
+            Input::Packed(&packed).with_rows(m, k, |inner| assert!(inner == x));
+            assert!(rows == normed, "the nested call used a buffer of its own");
+        });
         if !Precision::int8_supported() {
             println!("skipped the int8 part: the selected kernel has no int8 products here");
             return;
         }
-        let p = LinearProduct::new(vec![(
-            mat(&pseudo(n * k, 4), n, k, DType::F32),
-            Some(pseudo(n, 5)),
-        )]);
-        let int8 = Precision::Int8;
+        let p = product(vec![(mat(&pseudo(n * k, 4), n, k, DType::F32), Some(pseudo(n, 5)))]);
+        p.precision().set(Precision::Int8);
         let act = Epilogue::Activate(Activation::QuickGelu);
         let x_in = Input::Normed(&x, &ln);
         let mut rows = vec![0.0; m * n];
-        p.forward_to(int8, x_in, &mut [], m, &mut rows, Dest::Rows(n), act, 2);
+        p.forward_to(x_in, m, &mut rows, Dest::Rows(n), act, 2);
         let out_layout = RowBlocks::new(m, n);
         let mut out = vec![0.0; out_layout.len()];
-        p.forward_to(int8, x_in, &mut [], m, &mut out, Dest::Packed(&out_layout), act, 2);
+        p.forward_to(x_in, m, &mut out, Dest::Packed(&out_layout), act, 2);
         let mut back = vec![0.0; m * n];
         out_layout.unpack(&out, &mut back);
         assert!(back == rows);

@@ -1,8 +1,8 @@
 //! Layers made from a checkpoint's tensors, all following one precision.
 
-use super::linear::{Linear, PrecisionHandle};
+use super::linear::Linear;
 use crate::error::Result;
-use crate::kernels::{LayerNorm, Mat};
+use crate::kernels::{LayerNorm, Mat, PrecisionHandle};
 use crate::weights::Loader;
 
 /// Makes a model's layers from the parameters a [`Loader`] resolves; every

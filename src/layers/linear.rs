@@ -3,27 +3,9 @@
 
 use crate::config::Activation;
 use crate::error::Result;
-use crate::kernels::{packed_len, Dest, Epilogue, Input, LinearProduct, Mat, Precision, RowBlocks};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
-
-/// The precision shared by every linear layer of one model (so that it can
-/// be changed after loading): a shared atomic.
-#[derive(Clone, Default)]
-pub(crate) struct PrecisionHandle(Arc<AtomicU8>);
-
-impl PrecisionHandle {
-    pub fn get(&self) -> Precision {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Precision::Int8,
-            _ => Precision::Full,
-        }
-    }
-
-    pub fn set(&self, p: Precision) {
-        self.0.store(p as u8, Ordering::Relaxed)
-    }
-}
+use crate::kernels::{
+    packed_len, Dest, Epilogue, Input, LinearProduct, Mat, PrecisionHandle, RowBlocks,
+};
 
 /// A linear layer: `out = x W^T + b` for one weight matrix, or for several
 /// stacked along the output ([`Linear::stack`]: e.g. query, key and value,
@@ -37,7 +19,6 @@ impl PrecisionHandle {
 #[derive(Clone)]
 pub struct Linear {
     product: LinearProduct,
-    precision: PrecisionHandle,
 }
 
 impl Linear {
@@ -72,12 +53,12 @@ impl Linear {
         parts: Vec<(Mat, Option<Vec<f32>>)>,
         precision: PrecisionHandle,
     ) -> Self {
-        Linear { product: LinearProduct::new(parts), precision }
+        Linear { product: LinearProduct::new(parts, precision) }
     }
 
     /// [`Linear::stack`] of layers a loader has checked.
     pub(crate) fn stack_unchecked(parts: Vec<Linear>) -> Self {
-        let precision = parts.first().map(|p| p.precision.clone()).unwrap_or_default();
+        let precision = parts.first().map(|p| p.product.precision().clone()).unwrap_or_default();
         let parts = parts.into_iter().flat_map(|p| p.product.into_parts()).collect();
         Linear::of_parts(parts, precision)
     }
@@ -142,7 +123,7 @@ impl Linear {
             x.len(),
             out.len()
         );
-        self.forward_to(Input::Rows(x), &mut [], m, out, None, epilogue, threads)
+        self.forward_to(Input::Rows(x), m, out, None, epilogue, threads)
     }
 
     /// How this layer's input rows should be laid out for `m` rows (now):
@@ -150,20 +131,17 @@ impl Linear {
     /// with `next`, or attention's contexts), and this layer then reads them
     /// with no copy.
     pub(crate) fn input(&self, m: usize) -> LayerInput {
-        let layout = self.product.input_layout(self.precision.get(), m);
+        let layout = self.product.input_layout(m);
         LayerInput { layout, len: m * self.in_features(), width: self.in_features() }
     }
 
-    /// `x W^T + b` for the `m` rows of `x` (see [`Input`]; `scratch`, `m *
-    /// in_features` long or empty, takes normalised or unpacked rows for
-    /// kernels that need them), finished by `epilogue`: into `out` as rows of
-    /// `out_features`, or laid out as the `next` layer reads its input
-    /// (`next` from that layer's [`Linear::input`]).
-    #[allow(clippy::too_many_arguments)]
+    /// `x W^T + b` for the `m` rows of `x` (see [`Input`]), finished by
+    /// `epilogue`: into `out` as rows of `out_features`, or laid out as the
+    /// `next` layer reads its input (`next` from that layer's
+    /// [`Linear::input`]).
     pub(crate) fn forward_to(
         &self,
         x: Input<'_>,
-        scratch: &mut [f32],
         m: usize,
         out: &mut [f32],
         next: Option<&LayerInput>,
@@ -174,8 +152,7 @@ impl Linear {
             Some(input) => input.dest(),
             None => Dest::Rows(self.out_features()),
         };
-        let precision = self.precision.get();
-        self.product.forward_to(precision, x, scratch, m, out, dest, epilogue, threads)
+        self.product.forward_to(x, m, out, dest, epilogue, threads)
     }
 }
 
