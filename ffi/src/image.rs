@@ -1,7 +1,7 @@
 //! Images: embeddings from files, from encoded bytes and from raw pixels.
 
 use crate::args::{mul, out_arg, path_arg, paths_arg, slice_arg};
-use crate::model::{model_arg, ClipModel, LogLevel};
+use crate::model::{embeddings_out, model_arg, ClipModel, LogLevel};
 use crate::status::{guard, status_of, ClipStatus, FfiError, FfiResult};
 use clip::image_processing::{from_raw, PixelFormat, RgbImage8};
 use std::ffi::c_char;
@@ -114,12 +114,10 @@ pub unsafe extern "C" fn clip_encode_image_files(
 ) -> ClipStatus {
     guard(|| {
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let m = unsafe { model_arg(model) }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let paths = unsafe { paths_arg(paths, n_images, "paths") }?;
+        let (m, paths) = unsafe { (model_arg(model)?, paths_arg(paths, n_images, "paths")?) };
         let out =
             // SAFETY: the pointer arguments meet this function's documented contract.
-            unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
+            unsafe { embeddings_out(m, out, out_len, n_images, "n_images") }?;
         // SAFETY: the pointer arguments meet this function's documented contract.
         let st = unsafe { statuses(item_status, n_images) }?;
         encode_files(m, &paths, out, st)
@@ -141,9 +139,8 @@ pub unsafe extern "C" fn clip_encode_image_file(
         // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let path = unsafe { path_arg(path, "path") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let out = unsafe { out_arg(out, out_len, m.dim(), "out") }?;
+        let (path, out) =
+            unsafe { (path_arg(path, "path")?, embeddings_out(m, out, out_len, 1, "one")?) };
         let r = m.pipeline.encode_image_files(&[&path], |_| {});
         scatter(m, r, out, None, |_| path.display().to_string())
     })
@@ -166,11 +163,13 @@ pub unsafe extern "C" fn clip_encode_image_buffers(
 ) -> ClipStatus {
     guard(|| {
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let m = unsafe { model_arg(model) }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let ptrs = unsafe { slice_arg(data, n_images, "data") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let sizes = unsafe { slice_arg(sizes, n_images, "sizes") }?;
+        let (m, ptrs, sizes) = unsafe {
+            (
+                model_arg(model)?,
+                slice_arg(data, n_images, "data")?,
+                slice_arg(sizes, n_images, "sizes")?,
+            )
+        };
         let mut bufs: Vec<&[u8]> = Vec::new();
         bufs.try_reserve_exact(n_images).map_err(|_| FfiError::oom("data"))?;
         for (i, (&p, &n)) in ptrs.iter().zip(sizes).enumerate() {
@@ -179,7 +178,7 @@ pub unsafe extern "C" fn clip_encode_image_buffers(
         }
         let out =
             // SAFETY: the pointer arguments meet this function's documented contract.
-            unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
+            unsafe { embeddings_out(m, out, out_len, n_images, "n_images") }?;
         // SAFETY: the pointer arguments meet this function's documented contract.
         let st = unsafe { statuses(item_status, n_images) }?;
         let results = m.pipeline.encode_image_bytes(&bufs);
@@ -206,9 +205,8 @@ pub unsafe extern "C" fn clip_encode_image_buffer(
             return Err(FfiError::null("data"));
         }
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let bytes = unsafe { slice_arg(data, size, "data") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let out = unsafe { out_arg(out, out_len, m.dim(), "out") }?;
+        let (bytes, out) =
+            unsafe { (slice_arg(data, size, "data")?, embeddings_out(m, out, out_len, 1, "one")?) };
         let r = m.pipeline.encode_image_bytes(&[bytes]);
         scatter(m, r, out, None, |_| "image".to_string())
     })
@@ -276,12 +274,10 @@ pub unsafe extern "C" fn clip_encode_raw_images(
 ) -> ClipStatus {
     guard(|| {
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let m = unsafe { model_arg(model) }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let views = unsafe { slice_arg(images, n_images, "images") }?;
+        let (m, views) = unsafe { (model_arg(model)?, slice_arg(images, n_images, "images")?) };
         let out =
             // SAFETY: the pointer arguments meet this function's documented contract.
-            unsafe { out_arg(out, out_len, mul(n_images, m.dim(), "n_images x dim")?, "out") }?;
+            unsafe { embeddings_out(m, out, out_len, n_images, "n_images") }?;
         let mut rgb = Vec::new();
         rgb.try_reserve_exact(n_images).map_err(|_| FfiError::oom("images"))?;
         for (i, v) in views.iter().enumerate() {
@@ -311,9 +307,8 @@ pub unsafe extern "C" fn clip_encode_raw_image(
         // SAFETY: the pointer arguments meet this function's documented contract.
         let v = unsafe { image.as_ref() }.ok_or_else(|| FfiError::null("image"))?;
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let out = unsafe { out_arg(out, out_len, m.dim(), "out") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let rgb = unsafe { view_to_rgb(m, v, "image") }?;
+        let (out, rgb) =
+            unsafe { (embeddings_out(m, out, out_len, 1, "one")?, view_to_rgb(m, v, "image")?) };
         let t = m.pipeline.encode_images(&[rgb])?;
         out.copy_from_slice(t.data());
         Ok(())

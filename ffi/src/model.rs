@@ -1,7 +1,7 @@
 //! `clip_model`: the immutable, thread-shareable model handle; loading from
 //! a directory or from memory, options, logging, size queries and `_free`.
 
-use crate::args::{out_arg, path_arg, slice_arg, write_opt};
+use crate::args::{mul, out_arg, path_arg, slice_arg, write_opt};
 use crate::status::{guard, guard_value, ClipStatus, FfiError, FfiResult};
 use clip::config::ModelConfig;
 use clip::image_processing::{AlphaPolicy, CLIPImageProcessor, ImageLimits, ImageProcessorConfig};
@@ -386,33 +386,47 @@ pub unsafe extern "C" fn clip_model_load(
     options: *const ClipModelOptions,
     out_model: *mut *mut ClipModel,
 ) -> ClipStatus {
-    guard(|| {
-        if out_model.is_null() {
-            return Err(FfiError::null("out_model"));
-        }
-        // SAFETY: non-null and writable per the contract.
-        unsafe { out_model.write(std::ptr::null_mut()) };
+    let load = |opts: &LoadOptions| {
         // SAFETY: per the contract.
-        let opts = unsafe { read_options(options) }?;
-        let load = || -> FfiResult<ClipModel> {
-            // SAFETY: per the contract.
-            let dir = unsafe { path_arg(model_dir, "model_dir") }?;
-            let model = CLIPModel::from_pretrained(&dir)?;
-            let processor = CLIPProcessor::from_dir(&dir)?;
-            finish(model, processor, &opts, &format!("model directory {}", dir.display()))
-        };
-        match load() {
-            Ok(m) => {
-                // SAFETY: checked non-null above.
-                unsafe { out_model.write(Box::into_raw(Box::new(m))) };
-                Ok(())
-            }
-            Err(e) => {
-                log_failure(Some(&opts.raw), &e.message);
-                Err(e)
-            }
+        let dir = unsafe { path_arg(model_dir, "model_dir") }?;
+        let model = CLIPModel::from_pretrained(&dir)?;
+        let processor = CLIPProcessor::from_dir(&dir)?;
+        finish(model, processor, opts, &format!("model directory {}", dir.display()))
+    };
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { load_into(out_model, options, load) })
+}
+
+/// What both loaders share: `*out_model` set to NULL first, the options
+/// read, then the model `load` makes (from the options) boxed into
+/// `*out_model`, or its error logged through the options' callback and
+/// returned.
+///
+/// # Safety
+/// `out_model` is NULL or writable; `options` NULL or valid.
+unsafe fn load_into(
+    out_model: *mut *mut ClipModel,
+    options: *const ClipModelOptions,
+    load: impl FnOnce(&LoadOptions) -> FfiResult<ClipModel>,
+) -> FfiResult<()> {
+    if out_model.is_null() {
+        return Err(FfiError::null("out_model"));
+    }
+    // SAFETY: non-null and writable per the contract.
+    unsafe { out_model.write(std::ptr::null_mut()) };
+    // SAFETY: per the contract.
+    let opts = unsafe { read_options(options) }?;
+    match load(&opts) {
+        Ok(m) => {
+            // SAFETY: checked non-null above.
+            unsafe { out_model.write(Box::into_raw(Box::new(m))) };
+            Ok(())
         }
-    })
+        Err(e) => {
+            log_failure(Some(&opts.raw), &e.message);
+            Err(e)
+        }
+    }
 }
 
 /// A UTF-8 text buffer of a `clip_model_buffers` (optional unless `required`).
@@ -456,103 +470,74 @@ pub unsafe extern "C" fn clip_model_load_from_memory(
     options: *const ClipModelOptions,
     out_model: *mut *mut ClipModel,
 ) -> ClipStatus {
-    guard(|| {
-        if out_model.is_null() {
-            return Err(FfiError::null("out_model"));
+    let load = |opts: &LoadOptions| {
+        if buffers.is_null() {
+            return Err(FfiError::null("buffers"));
         }
-        // SAFETY: non-null and writable per the contract.
-        unsafe { out_model.write(std::ptr::null_mut()) };
-        // SAFETY: per the contract.
-        let opts = unsafe { read_options(options) }?;
-        let load = || -> FfiResult<ClipModel> {
-            if buffers.is_null() {
-                return Err(FfiError::null("buffers"));
-            }
-            // SAFETY: non-null; `struct_size` is the first field.
-            let size = unsafe { buffers.cast::<usize>().read_unaligned() };
-            let known = std::mem::size_of::<ClipModelBuffers>();
-            if size < known {
-                return Err(FfiError::invalid(format!(
-                    "buffers->struct_size is {size}, expected sizeof(clip_model_buffers) = {known}"
-                )));
-            }
-            // SAFETY: the caller's struct is `size` bytes.
-            unsafe { check_newer_fields(buffers.cast(), size, known, "buffers") }?;
-            // SAFETY: non-null and large enough.
-            let b = unsafe { buffers.read() };
-            // SAFETY (all `buf` calls): the pointers address their lengths per the contract.
-            let config =
-                // SAFETY: the pointer arguments meet this function's documented contract.
-                unsafe { buf(b.config_json, b.config_json_len, "buffers->config_json", true) }?
-                    .unwrap_or_default();
-            let weights =
-                // SAFETY: the pointer arguments meet this function's documented contract.
-                unsafe { buf(b.weights.cast(), b.weights_len, "buffers->weights", true) }?
-                    .unwrap_or_default();
-            // SAFETY: the pointer arguments meet this function's documented contract.
-            let tokenizer_json = unsafe {
-                buf(b.tokenizer_json, b.tokenizer_json_len, "buffers->tokenizer_json", false)
-            }?;
-            let vocab =
-                // SAFETY: the pointer arguments meet this function's documented contract.
-                unsafe { buf(b.vocab_json, b.vocab_json_len, "buffers->vocab_json", false) }?;
-            let merges =
-                // SAFETY: the pointer arguments meet this function's documented contract.
-                unsafe { buf(b.merges_txt, b.merges_txt_len, "buffers->merges_txt", false) }?;
-            // SAFETY: the pointer arguments meet this function's documented contract.
-            let pre = unsafe {
-                buf(
-                    b.preprocessor_config_json,
-                    b.preprocessor_config_json_len,
-                    "buffers->preprocessor_config_json",
-                    false,
-                )
-            }?;
-
-            let config = match ModelConfig::from_json(utf8(config, "buffers->config_json")?)? {
-                ModelConfig::Clip(c) => c,
-                _ => {
-                    return Err(FfiError::invalid(
-                        "buffers->config_json describes a single tower, not a CLIPModel",
-                    ))
-                }
-            };
-            let mut owned = Vec::new();
-            owned
-                .try_reserve_exact(weights.len())
-                .map_err(|_| FfiError::oom("the weights copy"))?;
-            owned.extend_from_slice(weights);
-            let store = WeightStore::from_bytes("buffers->weights", owned)?;
-            let model = CLIPModel::from_store(&config, &store)?;
-            let tokenizer =
-                match (tokenizer_json, vocab, merges) {
-                    (Some(t), None, None) => CLIPTokenizer::from_tokenizer_json(t)?,
-                    (None, Some(v), Some(m)) => CLIPTokenizer::from_vocab_merges(v, m)?,
-                    (None, None, None) => CLIPTokenizer::builtin()?,
-                    _ => return Err(FfiError::invalid(
-                        "give either tokenizer_json, or vocab_json and merges_txt, or none of them",
-                    )),
-                };
-            let image_config = match pre {
-                Some(p) => ImageProcessorConfig::from_json(p)?,
-                None => ImageProcessorConfig::default(),
-            };
-            let image_processor = CLIPImageProcessor::new(image_config);
-            image_processor.validate()?;
-            finish(model, CLIPProcessor { tokenizer, image_processor }, &opts, "model buffers")
+        // SAFETY: non-null; `struct_size` is the first field.
+        let size = unsafe { buffers.cast::<usize>().read_unaligned() };
+        let known = std::mem::size_of::<ClipModelBuffers>();
+        if size < known {
+            return Err(FfiError::invalid(format!(
+                "buffers->struct_size is {size}, expected sizeof(clip_model_buffers) = {known}"
+            )));
+        }
+        // SAFETY: the caller's struct is `size` bytes.
+        unsafe { check_newer_fields(buffers.cast(), size, known, "buffers") }?;
+        // SAFETY: non-null and large enough.
+        let b = unsafe { buffers.read() };
+        let field = |ptr: *const c_char, len: usize, what: &str, required: bool| {
+            // SAFETY: each pointer of `b` addresses its length per the contract.
+            unsafe { buf(ptr, len, what, required) }
         };
-        match load() {
-            Ok(m) => {
-                // SAFETY: checked non-null above.
-                unsafe { out_model.write(Box::into_raw(Box::new(m))) };
-                Ok(())
+        let config = field(b.config_json, b.config_json_len, "buffers->config_json", true)?
+            .unwrap_or_default();
+        let weights =
+            field(b.weights.cast(), b.weights_len, "buffers->weights", true)?.unwrap_or_default();
+        let tokenizer_json =
+            field(b.tokenizer_json, b.tokenizer_json_len, "buffers->tokenizer_json", false)?;
+        let vocab = field(b.vocab_json, b.vocab_json_len, "buffers->vocab_json", false)?;
+        let merges = field(b.merges_txt, b.merges_txt_len, "buffers->merges_txt", false)?;
+        let pre = field(
+            b.preprocessor_config_json,
+            b.preprocessor_config_json_len,
+            "buffers->preprocessor_config_json",
+            false,
+        )?;
+
+        let config = match ModelConfig::from_json(utf8(config, "buffers->config_json")?)? {
+            ModelConfig::Clip(c) => c,
+            _ => {
+                return Err(FfiError::invalid(
+                    "buffers->config_json describes a single tower, not a CLIPModel",
+                ))
             }
-            Err(e) => {
-                log_failure(Some(&opts.raw), &e.message);
-                Err(e)
+        };
+        let mut owned = Vec::new();
+        owned.try_reserve_exact(weights.len()).map_err(|_| FfiError::oom("the weights copy"))?;
+        owned.extend_from_slice(weights);
+        let store = WeightStore::from_bytes("buffers->weights", owned)?;
+        let model = CLIPModel::from_store(&config, &store)?;
+        let tokenizer = match (tokenizer_json, vocab, merges) {
+            (Some(t), None, None) => CLIPTokenizer::from_tokenizer_json(t)?,
+            (None, Some(v), Some(m)) => CLIPTokenizer::from_vocab_merges(v, m)?,
+            (None, None, None) => CLIPTokenizer::builtin()?,
+            _ => {
+                return Err(FfiError::invalid(
+                    "give either tokenizer_json, or vocab_json and merges_txt, or none of them",
+                ))
             }
-        }
-    })
+        };
+        let image_config = match pre {
+            Some(p) => ImageProcessorConfig::from_json(p)?,
+            None => ImageProcessorConfig::default(),
+        };
+        let image_processor = CLIPImageProcessor::new(image_config);
+        image_processor.validate()?;
+        finish(model, CLIPProcessor { tokenizer, image_processor }, opts, "model buffers")
+    };
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { load_into(out_model, options, load) })
 }
 
 /// `clip_model_free`
@@ -569,6 +554,23 @@ pub unsafe extern "C" fn clip_model_free(model: *mut ClipModel) {
         }
         Ok(())
     });
+}
+
+/// The caller's buffer for `n` embeddings of `m` (`[n, dim]` floats),
+/// checked (`count` names `n` in the overflow message, e.g. "n_images").
+///
+/// # Safety
+/// `out` is NULL or addresses `out_len` writable floats.
+pub unsafe fn embeddings_out<'a>(
+    m: &ClipModel,
+    out: *mut f32,
+    out_len: usize,
+    n: usize,
+    count: &str,
+) -> FfiResult<&'a mut [f32]> {
+    let needed = mul(n, m.dim(), &format!("{count} x dim"))?;
+    // SAFETY: forwarded contract.
+    unsafe { out_arg(out, out_len, needed, "out") }
 }
 
 /// A model argument, checked for NULL.

@@ -1,7 +1,7 @@
 //! Texts: tokenization, text embeddings from strings and from token ids.
 
 use crate::args::{mul, out_arg, slice_arg, str_arg, strs_arg};
-use crate::model::{model_arg, ClipModel};
+use crate::model::{embeddings_out, model_arg, ClipModel};
 use crate::status::{guard, ClipStatus, FfiError, FfiResult};
 use clip::tokenizer::{EncodeOptions, Padding};
 use std::ffi::c_char;
@@ -29,9 +29,7 @@ pub unsafe extern "C" fn clip_tokenize(
 ) -> ClipStatus {
     guard(|| {
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let m = unsafe { model_arg(model) }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let texts = unsafe { strs_arg(texts, n_texts, "texts") }?;
+        let (m, texts) = unsafe { (model_arg(model)?, strs_arg(texts, n_texts, "texts")?) };
         let ctx = m.pipeline.context_length();
         let needed = mul(n_texts, ctx, "n_texts x context length")?;
         // SAFETY: the pointer arguments meet this function's documented contract.
@@ -83,9 +81,12 @@ pub unsafe extern "C" fn clip_encode_texts(
         // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let texts = unsafe { strs_arg(texts, n_texts, "texts") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let out = unsafe { out_arg(out, out_len, mul(n_texts, m.dim(), "n_texts x dim")?, "out") }?;
+        let (texts, out) = unsafe {
+            (
+                strs_arg(texts, n_texts, "texts")?,
+                embeddings_out(m, out, out_len, n_texts, "n_texts")?,
+            )
+        };
         encode(m, &texts, out)
     })
 }
@@ -105,9 +106,8 @@ pub unsafe extern "C" fn clip_encode_text(
         // SAFETY: the pointer arguments meet this function's documented contract.
         let m = unsafe { model_arg(model) }?;
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let text = unsafe { str_arg(text, "text") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let out = unsafe { out_arg(out, out_len, m.dim(), "out") }?;
+        let (text, out) =
+            unsafe { (str_arg(text, "text")?, embeddings_out(m, out, out_len, 1, "one")?) };
         encode(m, &[text], out)
     })
 }
@@ -143,7 +143,7 @@ pub unsafe extern "C" fn clip_encode_token_ids(
             Some(unsafe { slice_arg(attention_mask, total, "attention_mask") }?)
         };
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let out = unsafe { out_arg(out, out_len, mul(n_texts, m.dim(), "n_texts x dim")?, "out") }?;
+        let out = unsafe { embeddings_out(m, out, out_len, n_texts, "n_texts") }?;
         if n_texts == 0 {
             return Ok(());
         }

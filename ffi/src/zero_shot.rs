@@ -2,7 +2,7 @@
 
 use crate::args::{mul, out_arg, paths_arg, slice_arg, strs_arg};
 use crate::image::encode_files;
-use crate::model::{model_arg, ClipModel};
+use crate::model::{embeddings_out, model_arg, ClipModel};
 use crate::status::{guard, ClipStatus, FfiError, FfiResult};
 use clip::{Tensor, DEFAULT_TEMPLATES};
 use std::ffi::{c_char, CStr};
@@ -59,9 +59,12 @@ pub unsafe extern "C" fn clip_similarity(
         let m = unsafe { model_arg(model) }?;
         let d = m.dim();
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let img = unsafe { features(image_features, n_images, d, "image_features") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let txt = unsafe { features(text_features, n_texts, d, "text_features") }?;
+        let (img, txt) = unsafe {
+            (
+                features(image_features, n_images, d, "image_features")?,
+                features(text_features, n_texts, d, "text_features")?,
+            )
+        };
         let out =
             // SAFETY: the pointer arguments meet this function's documented contract.
             unsafe { out_arg(out, out_len, mul(n_images, n_texts, "n_images x n_texts")?, "out") }?;
@@ -91,14 +94,16 @@ pub unsafe extern "C" fn clip_label_embeddings(
 ) -> ClipStatus {
     guard(|| {
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let m = unsafe { model_arg(model) }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let labels = unsafe { strs_arg(labels, n_labels, "labels") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let templates = unsafe { templates_arg(templates, n_templates) }?;
+        let (m, labels, templates) = unsafe {
+            (
+                model_arg(model)?,
+                strs_arg(labels, n_labels, "labels")?,
+                templates_arg(templates, n_templates)?,
+            )
+        };
         let out =
             // SAFETY: the pointer arguments meet this function's documented contract.
-            unsafe { out_arg(out, out_len, mul(n_labels, m.dim(), "n_labels x dim")?, "out") }?;
+            unsafe { embeddings_out(m, out, out_len, n_labels, "n_labels") }?;
         let e = m.pipeline.label_embeddings(&labels, &templates)?;
         out.copy_from_slice(e.data());
         Ok(())
@@ -127,9 +132,12 @@ pub unsafe extern "C" fn clip_zero_shot(
             return Err(FfiError::invalid("n_labels is 0"));
         }
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let img = unsafe { features(image_features, n_images, d, "image_features") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let lab = unsafe { features(label_embeddings, n_labels, d, "label_embeddings") }?;
+        let (img, lab) = unsafe {
+            (
+                features(image_features, n_images, d, "image_features")?,
+                features(label_embeddings, n_labels, d, "label_embeddings")?,
+            )
+        };
         // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe {
             out_arg(
@@ -168,13 +176,14 @@ pub unsafe extern "C" fn clip_classify_image_files(
 ) -> ClipStatus {
     guard(|| {
         // SAFETY: the pointer arguments meet this function's documented contract.
-        let m = unsafe { model_arg(model) }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let paths = unsafe { paths_arg(paths, n_images, "paths") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let labels = unsafe { strs_arg(labels, n_labels, "labels") }?;
-        // SAFETY: the pointer arguments meet this function's documented contract.
-        let templates = unsafe { templates_arg(templates, n_templates) }?;
+        let (m, paths, labels, templates) = unsafe {
+            (
+                model_arg(model)?,
+                paths_arg(paths, n_images, "paths")?,
+                strs_arg(labels, n_labels, "labels")?,
+                templates_arg(templates, n_templates)?,
+            )
+        };
         // SAFETY: the pointer arguments meet this function's documented contract.
         let out = unsafe {
             out_arg(
