@@ -10,9 +10,12 @@
  *   clip_last_error() gives a message for the calling thread. Nothing is ever
  *   printed; pass a log callback in clip_model_options to see diagnostics.
  * - A clip_model is immutable after loading: any number of threads may use one
- *   model at the same time. Each call allocates its own scratch memory; there
- *   is no global or static state shared between calls or models (other than
- *   the per-thread last-error message).
+ *   model at the same time, and a call's results do not depend on other
+ *   calls. What is reused between calls is memory only: a model keeps the
+ *   intermediate buffers of finished passes and the weights it re-laid out on
+ *   first use, each thread keeps its scratch buffers, and each thread its
+ *   last-error message. The kernel (CLIP_KERNEL, clip_kernel_name) is chosen
+ *   once per process.
  * - Outputs go to caller-provided buffers with an explicit length in
  *   elements (floats, ids, ...). A buffer shorter than needed gives
  *   CLIP_ERR_BUFFER_TOO_SMALL and nothing is written. The sizes come from

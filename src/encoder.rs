@@ -199,7 +199,7 @@ impl Encoder {
     /// without, every layer runs over every row and the result is empty.
     /// Callers run it as one pass of the pool's threads ([`team::run`]):
     /// its ~70 parallel steps an image then go to workers that spin between
-    /// steps rather than park (waking one costs 25-40 µs on a VM).
+    /// steps rather than park (waking a parked thread costs tens of µs).
     fn run(
         &self,
         h: &mut [f32],

@@ -1,9 +1,11 @@
 //! The error type of the whole crate.
 //!
 //! Every fallible function returns [`Result`]. An [`Error`] carries an
-//! [`ErrorKind`] (stable, machine-readable, mapped one-to-one to the status
-//! codes of the C ABI) and a human-readable message that names the file,
-//! tensor or argument at fault.
+//! [`ErrorKind`] (stable, machine-readable; each kind has the C ABI status of
+//! the same name, which adds statuses of its own for what only C callers
+//! meet: NULL pointers, short buffers, invalid UTF-8, failed allocations and
+//! caught panics) and a human-readable message that names the file, tensor
+//! or argument at fault.
 
 use std::fmt;
 use std::path::Path;

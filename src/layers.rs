@@ -1,7 +1,7 @@
 //! The model-facing layers: linear layers (one matrix, or several stacked
 //! and computed as one product), layer norms, and the precision a model's
 //! linear layers share. They own their parameters and compute through the
-//! [`kernels`](crate::kernels); [`LayerBuilder`] makes them from a
+//! [`kernels`](crate::kernels); a loader-side builder makes them from a
 //! checkpoint's tensors.
 
 mod builder;

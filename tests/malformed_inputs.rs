@@ -1,4 +1,4 @@
-//! Malformed and adversarial inputs (issue 9): every case gives a clear
+//! Malformed and adversarial inputs: every case gives a clear
 //! error, or a documented and correct result, and never a panic, an abort, a
 //! hang or an unbounded allocation. Complements `bad_checkpoints.rs`
 //! (missing tensors, shapes, F64, truncation, offsets past the end, overlap),

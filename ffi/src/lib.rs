@@ -1,4 +1,4 @@
-//! C ABI of the clip runtime (issue 5): `libclip.so` / `libclip.a` and
+//! C ABI of the clip runtime: `libclip.so` / `libclip.a` and
 //! `include/clip.h`. See `docs/c-api.md`.
 //!
 //! Module map: [`status`] (status codes, last error, panic boundary),

@@ -1,4 +1,4 @@
-//! Image decoding and `CLIPImageProcessor` (issue 4).
+//! Image decoding and `CLIPImageProcessor`.
 //!
 //! The reference is transformers 5 `CLIPImageProcessor` with the Pillow
 //! backend (`CLIPImageProcessorPil`, `backend="pil"`) and Pillow 13.0.0: for

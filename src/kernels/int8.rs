@@ -5,8 +5,9 @@
 //! (`w ≈ s_n q`, `q` in [-127, 127]); each product quantises its input rows
 //! symmetrically per row (`x ≈ s_m p`, `p` in [-127, 127], stored as
 //! `p + 128` in u8 for the unsigned x signed dot-product instruction). The
-//! AVX-512 VNNI micro-kernel accumulates `sum_k (p + 128) q` in i32, exactly;
-//! the epilogue removes the `128 sum_k q` offset and scales:
+//! instruction set's int8 micro-kernel ([`Isa::tile_i8`]; AVX-512 VNNI for
+//! now) accumulates `sum_k (p + 128) q` in i32, exactly; the epilogue removes
+//! the `128 sum_k q` offset and scales:
 //! `y = s_m s_n (acc - 128 sum_k q) + b`. Same panel order as the f32 path,
 //! with four consecutive depths per 32-bit lane: `[panel][k / 4][NR][4]`.
 
@@ -90,7 +91,7 @@ impl Int8Linear {
         Some(Int8Linear { kernel, n, k, k4, panels, data, scale, offset, bias, has_bias })
     }
 
-    /// As [`PackedLinear::forward`](super::packed::PackedLinear::forward);
+    /// As [`PackedLinear::forward_to`](super::packed::PackedLinear::forward_to);
     /// [`Input::Normed`] rows are normalised as they are quantised.
     pub fn forward(
         &self,
@@ -184,7 +185,7 @@ impl Int8Linear {
     /// row blocks `share.rows`.
     ///
     /// # Safety
-    /// As [`PackedLinear::forward`](super::packed::PackedLinear::forward)'s
+    /// As [`PackedLinear::forward_to`](super::packed::PackedLinear::forward_to)'s
     /// jobs; `K` has an int8 micro-kernel on this CPU.
     unsafe fn run_share<K: Isa>(
         &self,

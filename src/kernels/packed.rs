@@ -169,13 +169,7 @@ impl PackedLinear {
         Some(PackedLinear { kernel, n, k, panels, dtype, data, bias, has_bias })
     }
 
-    /// `out[i, :n] = (accumulate ? out[i, :n] : 0) + x[i, :] W^T + b` for the
-    /// `m` rows of `x` (`[m, k]`; see [`Input`] for the other forms), row
-    /// `i` of `out` starting at `i * out_rs`. Splits the output panels over
-    /// up to `threads` threads.
-    ///
-    /// # Panics
-    /// If `x` or `out` is too short for `m` rows (an internal bug).
+    /// [`PackedLinear::forward_to`] rows of `out` at stride `out_rs`.
     #[cfg(test)]
     pub fn forward(
         &self,
@@ -189,7 +183,10 @@ impl PackedLinear {
         self.forward_to(x, m, out, Dest::Rows(out_rs), epilogue, threads)
     }
 
-    /// As [`PackedLinear::forward`], writing the results to `dest`.
+    /// `x W^T + b` for the `m` rows of `x` (`[m, k]`; see [`Input`] for the
+    /// other forms), written to `out` as `dest` lays rows out and finished
+    /// by `epilogue` (which may add to what `out` holds). Splits the work
+    /// over up to `threads` threads.
     ///
     /// # Panics
     /// If `x` or `out` is too short, or `dest` is a layout of another shape

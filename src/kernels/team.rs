@@ -4,10 +4,10 @@
 //! An encoder pass is a chain of short parallel steps (per layer: two layer
 //! norms, four products, attention: about 70 steps for one image, most of
 //! them well under a millisecond). On rayon alone, a worker that finds no
-//! work for ~50 µs parks itself, and waking a parked thread took 25-40 µs on
-//! the 2-core VM this was measured on (a park/unpark round trip): about 140
-//! context switches an image at batch 1, nearly one per step, each on the
-//! critical path.
+//! work for ~50 µs parks itself, and waking a parked thread costs tens of
+//! microseconds (a park/unpark round trip; measured in
+//! `benches/results/2026-11-29-session6.md`): nearly one context switch per
+//! step, each on the critical path.
 //!
 //! [`run`] instead occupies every worker of the current rayon pool for the
 //! duration of a pass (`rayon::broadcast`): the first to arrive leads and

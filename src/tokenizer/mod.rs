@@ -1,6 +1,6 @@
 //! CLIP's byte-level BPE tokenizer, identical to transformers 5 `CLIPTokenizer`
 //! (== transformers 4 `CLIPTokenizerFast`), with open_clip's conventions as an
-//! option (see `docs/tokenizer.md` and issue 3).
+//! option (see `docs/tokenizer.md`).
 //!
 //! ```
 //! let tok = clip::tokenizer::CLIPTokenizer::builtin()?;

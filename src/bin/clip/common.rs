@@ -22,9 +22,10 @@ pub struct ModelArg {
     /// preprocessor files). Default: the small demo model built into clip.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Compute with int8 weights and activations: 2.6-3.4x faster on CPUs
-    /// with AVX-512 VNNI; embeddings move by ~1e-4 in cosine similarity (see
-    /// the README). Without VNNI this changes nothing.
+    /// Compute with int8 weights and activations: faster where the kernel
+    /// has int8 products (today the avx512 kernel on CPUs with AVX-512 VNNI;
+    /// `clip info` says), at a small cost in accuracy (see the README).
+    /// Elsewhere this changes nothing.
     #[arg(long)]
     pub int8: bool,
 }

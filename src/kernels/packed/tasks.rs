@@ -33,8 +33,8 @@ impl Share {
 
 /// Runs `job` over shares covering `row_blocks` row blocks x `panels`
 /// panels: inline when `t` is 1, else as tasks ([`team::for_each`]) that
-/// the threads claim one at a time, so a core slowed by a neighbour
-/// (another VM on its sibling hyperthread, an interrupt) does not keep the
+/// the threads claim one at a time, so a core slowed by a neighbour (a
+/// busy sibling hyperthread, an interrupt) does not keep the
 /// other waiting at the end of every product. One row block: `4 t` panel
 /// ranges. Several: each row block times `t` panel ranges, so each share
 /// reads its block of activations once, as a fixed split would (finer
