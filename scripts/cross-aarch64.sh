@@ -26,8 +26,9 @@
 #     registers qemu-aarch64 with binfmt_misc when it is not (so that aarch64
 #     programs that the tests spawn, such as the `clip` CLI, run too);
 #  2. per profile: `cargo test --workspace --target aarch64-unknown-linux-gnu`
-#     run under qemu-aarch64-static, then the SIMD-dispatch test again with
-#     its report shown (which GEMM kernel runs: NEON);
+#     run under qemu-aarch64-static (the NEON kernel), then the SIMD-dispatch
+#     test again with its report shown (which kernels run), and the parity
+#     tests once more with CLIP_KERNEL=gemm (the gemm crate's path);
 #  3. per profile: builds libclip.so / libclip.a for aarch64 (ffi/), the C
 #     example and the C test programs with aarch64-linux-gnu-gcc, runs them
 #     under qemu, and compares their output with the same programs built
@@ -362,6 +363,11 @@ for profile in "${PROFILES[@]}"; do
     step "SIMD dispatch report ($profile)"
     $CARGO test -q --test simd_dispatch --target $TARGET "${rflag[@]}" -- --nocapture --test-threads 1 ||
       fail "simd_dispatch ($profile)"
+    # The suite above ran the detected kernel (NEON); the model-level parity
+    # tests run again on the gemm crate's path.
+    step "parity tests with CLIP_KERNEL=gemm ($profile)"
+    CLIP_KERNEL=gemm $CARGO test -q --test model_parity --test demo_model --target $TARGET "${rflag[@]}" ||
+      fail "parity with CLIP_KERNEL=gemm ($profile)"
     timing "$profile build + Rust tests under qemu" $(( $(now) - T0 ))
   fi
   if [ "$DO_C" = 1 ]; then
