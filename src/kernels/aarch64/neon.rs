@@ -81,6 +81,8 @@ macro_rules! with_rows {
     };
 }
 use with_rows;
+// `with_rows!` lists the heights below `MR`.
+const _: () = assert!(MR == 8);
 
 /// The micro-kernel for `ROWS` rows of `DT` panels (see [`tile`]); kept
 /// out of line, one instance per height and panel type.
