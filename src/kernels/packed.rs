@@ -34,6 +34,7 @@ pub(crate) use tasks::{next_share, split_work, threads_for, tile_rows, Share};
 
 use super::isa::{with_isa, Isa, Kernel};
 use super::linear_product::{Input, Mat};
+use super::simd::F32Vec;
 use crate::weights::WeightView;
 use panels::{pack_panels, Widen};
 
@@ -70,6 +71,69 @@ pub(crate) struct Tile {
     /// not only the first. A hint: the address may be past the panels.
     pub next: *const u8,
     pub next_lines: usize,
+}
+
+/// Evaluates `$call` with the const `$R` set to the runtime tile height
+/// `$rows` (1 to `$max`; more is `$max`), `$max` being an instruction
+/// set's `MR` (6, 8 or 12): how it picks the instance of its micro-kernel
+/// for a tile.
+macro_rules! with_rows {
+    (12, $rows:expr, |$R:ident| $call:expr) => {
+        with_rows!(@arms $rows, $R, $call, 12, 1 2 3 4 5 6 7 8 9 10 11)
+    };
+    (8, $rows:expr, |$R:ident| $call:expr) => {
+        with_rows!(@arms $rows, $R, $call, 8, 1 2 3 4 5 6 7)
+    };
+    (6, $rows:expr, |$R:ident| $call:expr) => {
+        with_rows!(@arms $rows, $R, $call, 6, 1 2 3 4 5)
+    };
+    (@arms $rows:expr, $R:ident, $call:expr, $max:literal, $($n:literal)*) => {
+        match $rows {
+            $($n => {
+                const $R: usize = $n;
+                $call
+            })*
+            _ => {
+                const $R: usize = $max;
+                $call
+            }
+        }
+    };
+}
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(unused_imports))]
+pub(crate) use with_rows;
+
+/// The end of a micro-kernel call, the same for every instruction set:
+/// adds the bias (when `t.bias` is not null) and, when `t.load_c`, the
+/// output's current values to the `ROWS x VECS` accumulators, and stores
+/// the `t.n_valid` columns that exist.
+///
+/// # Safety
+/// The CPU has `V`'s instruction set; `t` addresses what [`Tile`] says.
+#[inline(always)]
+pub(crate) unsafe fn finish_tile<V: F32Vec, const ROWS: usize, const VECS: usize>(
+    acc: &[[V; VECS]; ROWS],
+    t: &Tile,
+) {
+    // Columns of each vector that exist.
+    let valid = |z: usize| t.n_valid.saturating_sub(z * V::LANES);
+    let mut bias = [V::splat(0.0); VECS];
+    if !t.bias.is_null() {
+        for (z, b) in bias.iter_mut().enumerate() {
+            *b = V::load_first(t.bias.add(z * V::LANES), valid(z));
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let c = t.c.add(r * t.ldc);
+        for (z, acc) in acc.iter().enumerate() {
+            let cz = c.add(z * V::LANES);
+            let mut v = acc.add(bias[z]);
+            if t.load_c {
+                v = v.add(V::load_first(cz, valid(z)));
+            }
+            v.store_first(cz, valid(z));
+        }
+    }
 }
 
 /// One or more weight matrices stacked along the output dimension (e.g. the

@@ -10,7 +10,9 @@
 //! (a shift).
 
 use crate::kernels::isa::{Isa, Kernel, SimdOp};
-use crate::kernels::packed::{load_panel, PanelType, Tile, DT_BF16, DT_F16, DT_F32, LDA};
+use crate::kernels::packed::{
+    finish_tile, load_panel, with_rows, PanelType, Tile, DT_BF16, DT_F16, DT_F32, LDA,
+};
 use crate::kernels::simd::F32Vec;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -45,9 +47,9 @@ unsafe impl Isa for Neon {
 
     unsafe fn tile(dtype: PanelType, rows: usize, kc: usize, b: *const u8, t: &Tile) {
         match dtype {
-            PanelType::F32 => with_rows!(rows, |R| kernel::<R, DT_F32>(kc, b, t)),
-            PanelType::F16 => with_rows!(rows, |R| kernel::<R, DT_F16>(kc, b, t)),
-            PanelType::BF16 => with_rows!(rows, |R| kernel::<R, DT_BF16>(kc, b, t)),
+            PanelType::F32 => with_rows!(8, rows, |R| kernel::<R, DT_F32>(kc, b, t)),
+            PanelType::F16 => with_rows!(8, rows, |R| kernel::<R, DT_F16>(kc, b, t)),
+            PanelType::BF16 => with_rows!(8, rows, |R| kernel::<R, DT_BF16>(kc, b, t)),
         }
     }
 }
@@ -61,27 +63,7 @@ unsafe fn run<O: SimdOp>(op: O) -> O::Output {
     op.eval::<Neon>()
 }
 
-/// Evaluates `$call` with the const `$R` set to the runtime tile height
-/// `$rows` (1 to [`MR`]; more is `MR`).
-macro_rules! with_rows {
-    ($rows:expr, |$R:ident| $call:expr) => {
-        with_rows!(@arms $rows, $R, $call, 1 2 3 4 5 6 7)
-    };
-    (@arms $rows:expr, $R:ident, $call:expr, $($n:literal)*) => {
-        match $rows {
-            $($n => {
-                const $R: usize = $n;
-                $call
-            })*
-            _ => {
-                const $R: usize = MR;
-                $call
-            }
-        }
-    };
-}
-use with_rows;
-// `with_rows!` lists the heights below `MR`.
+// `with_rows!(8, ...)` picks the instance: the tile's height is MR.
 const _: () = assert!(MR == 8);
 
 /// The micro-kernel for `ROWS` rows of `DT` panels (see [`tile`]); kept
@@ -218,25 +200,7 @@ unsafe fn tile<const ROWS: usize, const V: usize, const DT: u8>(kc: usize, b: *c
         a = a.add(1);
         bi += nr;
     }
-    // Columns of each vector that exist.
-    let valid = |z: usize| t.n_valid.saturating_sub(4 * z);
-    let mut bias = [vdupq_n_f32(0.0); V];
-    if !t.bias.is_null() {
-        for (z, bias) in bias.iter_mut().enumerate() {
-            *bias = float32x4_t::load_first(t.bias.add(4 * z), valid(z));
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        let c = t.c.add(r * t.ldc);
-        for (z, acc) in acc.iter().enumerate() {
-            let cz = c.add(4 * z);
-            let mut v = vaddq_f32(*acc, bias[z]);
-            if t.load_c {
-                v = vaddq_f32(v, float32x4_t::load_first(cz, valid(z)));
-            }
-            v.store_first(cz, valid(z));
-        }
-    }
+    finish_tile::<float32x4_t, ROWS, V>(&acc, t)
 }
 
 // SAFETY: each method is the NEON instruction(s) its doc describes.
@@ -404,9 +368,7 @@ mod tests {
     /// (NaNs: a NaN of the same sign).
     #[test]
     fn widening_every_16_bit_pattern_is_exact() {
-        if !Neon::detected() {
-            return;
-        }
+        assert!(Neon::detected(), "NEON is mandatory on aarch64 Linux");
         let all: Vec<u16> = (0..=u16::MAX).collect();
         let same = |got: f32, want: f32| {
             got.to_bits() == want.to_bits()
@@ -456,9 +418,7 @@ mod tests {
     /// `scale_pow2` and `with_sign_of` on their contracts' edges.
     #[test]
     fn recip_round_scale_and_sign() {
-        if !Neon::detected() {
-            return;
-        }
+        assert!(Neon::detected(), "NEON is mandatory on aarch64 Linux");
         // SAFETY: NEON is detected.
         let lanes = |v: float32x4_t| unsafe {
             let mut o = [0.0f32; 4];
@@ -498,9 +458,7 @@ mod tests {
     /// the rest of `dst` untouched.
     #[test]
     fn transpose_block_matches_its_definition() {
-        if !Neon::detected() {
-            return;
-        }
+        assert!(Neon::detected(), "NEON is mandatory on aarch64 Linux");
         let src: Vec<f32> = (0..40).map(|i| i as f32 + 0.5).collect();
         for rows in 1..=4 {
             for cols in 1..=4 {

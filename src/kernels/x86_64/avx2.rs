@@ -3,10 +3,9 @@
 //! two FMAs a cycle on Zen 2/3 and Intel client cores), attention head
 //! tiles of 6 queries x 2 vectors.
 
-use super::microkernel::{self, with_rows};
-use super::spread_into_l1;
+use super::microkernel::{self, dispatch_tile};
 use crate::kernels::isa::{Isa, Kernel, SimdOp};
-use crate::kernels::packed::{PanelType, Tile, DT_BF16, DT_F16, DT_F32};
+use crate::kernels::packed::{PanelType, Tile};
 use crate::kernels::simd::F32Vec;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -39,19 +38,7 @@ unsafe impl Isa for Avx2 {
     }
 
     unsafe fn tile(dtype: PanelType, rows: usize, kc: usize, b: *const u8, t: &Tile) {
-        macro_rules! by_rows {
-            ($dt:expr, $l1:expr) => {
-                with_rows!(6, rows, |R| kernel::<R, { $dt }, $l1>(kc, b, t))
-            };
-        }
-        match (dtype, spread_into_l1()) {
-            (PanelType::F32, false) => by_rows!(DT_F32, false),
-            (PanelType::F32, true) => by_rows!(DT_F32, true),
-            (PanelType::F16, false) => by_rows!(DT_F16, false),
-            (PanelType::F16, true) => by_rows!(DT_F16, true),
-            (PanelType::BF16, false) => by_rows!(DT_BF16, false),
-            (PanelType::BF16, true) => by_rows!(DT_BF16, true),
-        }
+        dispatch_tile!(6, kernel, dtype, rows, (kc, b, t))
     }
 }
 

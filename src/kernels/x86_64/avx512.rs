@@ -2,11 +2,11 @@
 //! the 32 registers), attention head tiles of 6 queries x 4 vectors, and
 //! the int8 micro-kernel on AVX-512 VNNI (`vpdpbusd`).
 
-use super::microkernel::{self, with_rows, Spread};
+use super::microkernel::{self, dispatch_tile, Spread};
 use super::spread_into_l1;
 use crate::kernels::int8::TileI8;
 use crate::kernels::isa::{Isa, Kernel, SimdOp};
-use crate::kernels::packed::{PanelType, Tile, DT_BF16, DT_F16, DT_F32};
+use crate::kernels::packed::{with_rows, PanelType, Tile};
 use crate::kernels::simd::F32Vec;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -39,19 +39,7 @@ unsafe impl Isa for Avx512 {
     }
 
     unsafe fn tile(dtype: PanelType, rows: usize, kc: usize, b: *const u8, t: &Tile) {
-        macro_rules! by_rows {
-            ($dt:expr, $l1:expr) => {
-                with_rows!(12, rows, |R| kernel::<R, { $dt }, $l1>(kc, b, t))
-            };
-        }
-        match (dtype, spread_into_l1()) {
-            (PanelType::F32, false) => by_rows!(DT_F32, false),
-            (PanelType::F32, true) => by_rows!(DT_F32, true),
-            (PanelType::F16, false) => by_rows!(DT_F16, false),
-            (PanelType::F16, true) => by_rows!(DT_F16, true),
-            (PanelType::BF16, false) => by_rows!(DT_BF16, false),
-            (PanelType::BF16, true) => by_rows!(DT_BF16, true),
-        }
+        dispatch_tile!(12, kernel, dtype, rows, (kc, b, t))
     }
 
     unsafe fn tile_i8(rows: usize, groups: usize, b: *const u8, t: &TileI8) {

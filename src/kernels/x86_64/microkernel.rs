@@ -9,7 +9,7 @@
 //! accumulators. Meanwhile the tile prefetches its share of the next panel
 //! slice ([`Spread`]).
 
-use crate::kernels::packed::{load_panel, Tile, DT_F32, LDA};
+use crate::kernels::packed::{finish_tile, load_panel, Tile, DT_F32, LDA};
 use crate::kernels::simd::F32Vec;
 use std::arch::x86_64::*;
 
@@ -20,30 +20,36 @@ const PREFETCH_ROWS: usize = 16;
 /// bookkeeping runs once a group).
 const UNROLL: usize = 4;
 
-/// Evaluates `$call` with the const `$R` set to the runtime tile height
-/// `$rows` (1 to `$max`; more is `$max`), `$max` being 6 or 12: how a
-/// product picks the instance of its micro-kernel for a tile.
-macro_rules! with_rows {
-    (12, $rows:expr, |$R:ident| $call:expr) => {
-        with_rows!(@arms $rows, $R, $call, 12, 1 2 3 4 5 6 7 8 9 10 11)
-    };
-    (6, $rows:expr, |$R:ident| $call:expr) => {
-        with_rows!(@arms $rows, $R, $call, 6, 1 2 3 4 5)
-    };
-    (@arms $rows:expr, $R:ident, $call:expr, $max:literal, $($n:literal)*) => {
-        match $rows {
-            $($n => {
-                const $R: usize = $n;
-                $call
-            })*
-            _ => {
-                const $R: usize = $max;
-                $call
+/// The body of an x86 instruction set's [`Isa::tile`](crate::kernels::isa::Isa::tile):
+/// calls `$kernel::<ROWS, DT, L1>(kc, b, t)`, the instance for the tile's
+/// height (at most `$max` rows), panel type and prefetch hint (L1 on AMD,
+/// see [`super::spread_into_l1`]).
+macro_rules! dispatch_tile {
+    ($max:tt, $kernel:ident, $dtype:expr, $rows:expr, ($kc:expr, $b:expr, $t:expr)) => {{
+        use $crate::kernels::packed::{with_rows, PanelType, DT_BF16, DT_F16, DT_F32};
+        match ($dtype, $crate::kernels::x86_64::spread_into_l1()) {
+            (PanelType::F32, false) => {
+                with_rows!($max, $rows, |R| $kernel::<R, DT_F32, false>($kc, $b, $t))
+            }
+            (PanelType::F32, true) => {
+                with_rows!($max, $rows, |R| $kernel::<R, DT_F32, true>($kc, $b, $t))
+            }
+            (PanelType::F16, false) => {
+                with_rows!($max, $rows, |R| $kernel::<R, DT_F16, false>($kc, $b, $t))
+            }
+            (PanelType::F16, true) => {
+                with_rows!($max, $rows, |R| $kernel::<R, DT_F16, true>($kc, $b, $t))
+            }
+            (PanelType::BF16, false) => {
+                with_rows!($max, $rows, |R| $kernel::<R, DT_BF16, false>($kc, $b, $t))
+            }
+            (PanelType::BF16, true) => {
+                with_rows!($max, $rows, |R| $kernel::<R, DT_BF16, true>($kc, $b, $t))
             }
         }
-    };
+    }};
 }
-pub(crate) use with_rows;
+pub(crate) use dispatch_tile;
 
 /// A tile's share of the next panel slice (`lines` cache lines from
 /// `next`), prefetched evenly over the tile's `steps` depth steps: about
@@ -175,23 +181,5 @@ pub(crate) unsafe fn tile<
             step::<V, ROWS, VECS, DT>(&mut acc, &mut at, b, t.prefetch);
         }
     }
-    // Columns of each vector that exist.
-    let valid = |z: usize| t.n_valid.saturating_sub(z * V::LANES);
-    let mut bias = [V::splat(0.0); VECS];
-    if !t.bias.is_null() {
-        for (z, b) in bias.iter_mut().enumerate() {
-            *b = V::load_first(t.bias.add(z * V::LANES), valid(z));
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        let c = t.c.add(r * t.ldc);
-        for (z, acc) in acc.iter().enumerate() {
-            let cz = c.add(z * V::LANES);
-            let mut v = acc.add(bias[z]);
-            if t.load_c {
-                v = v.add(V::load_first(cz, valid(z)));
-            }
-            v.store_first(cz, valid(z));
-        }
-    }
+    finish_tile::<V, ROWS, VECS>(&acc, t)
 }
