@@ -90,4 +90,17 @@ pub(crate) mod test_support {
             })
             .collect()
     }
+
+    /// `x W^T + b` in f64 for `m` rows of `x` (`[m, k]`) and `w` `[n, k]`:
+    /// the reference the products are checked against.
+    pub fn linear_f64(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f64> {
+        let mut out = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|t| x[i * k + t] as f64 * w[j * k + t] as f64).sum();
+                out[i * n + j] = dot + b[j] as f64;
+            }
+        }
+        out
+    }
 }

@@ -102,20 +102,6 @@ impl Int8Linear {
         epilogue: Epilogue,
         threads: usize,
     ) {
-        with_isa!(self.kernel, |K| self.forward_with::<K>(x, m, out, out_rs, epilogue, threads))
-    }
-
-    /// [`Int8Linear::forward`] on `K`, the kernel that packed the panels.
-    fn forward_with<K: Isa>(
-        &self,
-        x: Input<'_>,
-        m: usize,
-        out: &mut [f32],
-        out_rs: usize,
-        epilogue: Epilogue,
-        threads: usize,
-    ) {
-        assert!(K::KERNEL == self.kernel && K::int8(), "int8 gemm: kernel");
         if m == 0 || self.n == 0 {
             return;
         }
@@ -125,7 +111,7 @@ impl Int8Linear {
             // (Only when the precision changed during a pass.)
             Input::Packed(_) => {
                 return x.with_rows(m, self.k, |rows| {
-                    self.forward_with::<K>(Input::Rows(rows), m, out, out_rs, epilogue, threads)
+                    self.forward(Input::Rows(rows), m, out, out_rs, epilogue, threads)
                 });
             }
         };
@@ -174,9 +160,12 @@ impl Int8Linear {
             // SAFETY: `a` holds `m` quantised rows at stride `lda >= k4`;
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
             // this job writes only its share's rows and columns (each pair
-            // of row block and panel is in one share); `K` has int8 here.
+            // of row block and panel is in one share); the kernel that
+            // quantised the panels has int8 products on this CPU.
             let q = Quantized { rows: &a, stride: lda, scales: &row_scale };
-            unsafe { self.run_share::<K>(q, share, out_ptr, out_rs, epilogue) }
+            with_isa!(self.kernel, |K| unsafe {
+                self.run_share::<K>(q, share, out_ptr, out_rs, epilogue)
+            })
         });
         Q_PACK.set(a);
     }
@@ -195,6 +184,7 @@ impl Int8Linear {
         out_rs: usize,
         epilogue: Epilogue,
     ) {
+        debug_assert!(K::KERNEL == self.kernel && K::int8(), "int8 gemm: kernel");
         let Quantized { rows: a, stride: lda, scales: row_scale } = q;
         let Share { rows, p0, p1 } = share;
         let m = row_scale.len();

@@ -313,22 +313,13 @@ mod tests {
     use super::*;
     use crate::config::Activation;
     use crate::kernels::activation::apply_activation;
-    use crate::kernels::test_support::pseudo;
+    use crate::kernels::test_support::{linear_f64, pseudo};
     use crate::weights::DType;
     use half::{bf16, f16};
 
+    /// The f64 reference, rounded to f32.
     fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f32> {
-        let mut out = vec![0.0; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let mut s = b[j] as f64;
-                for t in 0..k {
-                    s += x[i * k + t] as f64 * w[j * k + t] as f64;
-                }
-                out[i * n + j] = s as f32;
-            }
-        }
-        out
+        linear_f64(x, m, w, n, k, b).into_iter().map(|v| v as f32).collect()
     }
 
     fn mat(values: &[f32], n: usize, k: usize, dtype: DType) -> Mat {

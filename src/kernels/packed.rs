@@ -264,22 +264,6 @@ impl PackedLinear {
         epilogue: Epilogue,
         threads: usize,
     ) {
-        with_isa!(self.kernel, |K| self.forward_with::<K>(x, m, out, dest, epilogue, threads))
-    }
-
-    /// [`PackedLinear::forward_to`] on `K`, the kernel that packed the panels.
-    fn forward_with<K: Isa>(
-        &self,
-        x: Input<'_>,
-        m: usize,
-        out: &mut [f32],
-        dest: Dest<'_>,
-        epilogue: Epilogue,
-        threads: usize,
-    ) {
-        // A tile's columns lie in one depth block of a packed destination.
-        const { assert!(K::NR == 0 || (KC.is_multiple_of(K::NR) && K::MR <= MR_MAX)) };
-        assert!(K::KERNEL == self.kernel && K::NR > 0, "packed gemm: kernel");
         if m == 0 || self.n == 0 {
             return;
         }
@@ -320,9 +304,11 @@ impl PackedLinear {
             // writes only its share's rows and columns, disjoint from every
             // other job's (`split_work` covers each pair of row block and
             // panel once), and nothing else reads `out` while the jobs run
-            // (`out` is borrowed mutably for this whole call); `K` packed
-            // the panels, so the CPU has it.
-            unsafe { self.run_share::<K>(a, &blocks, share, out_ptr, dest, epilogue) }
+            // (`out` is borrowed mutably for this whole call); the kernel
+            // that packed the panels is supported by this CPU.
+            with_isa!(self.kernel, |K| unsafe {
+                self.run_share::<K>(a, &blocks, share, out_ptr, dest, epilogue)
+            })
         });
         if !own.is_empty() {
             A_PACK.set(own);
@@ -346,6 +332,9 @@ impl PackedLinear {
         dest: Dest<'_>,
         epilogue: Epilogue,
     ) {
+        // A tile's columns lie in one depth block of a packed destination.
+        const { assert!(K::NR == 0 || (KC.is_multiple_of(K::NR) && K::MR <= MR_MAX)) };
+        debug_assert!(K::KERNEL == self.kernel && K::NR > 0, "packed gemm: kernel");
         let Share { rows, p0, p1 } = share;
         let (k, nr) = (self.k, K::NR);
         let panel_elems = k * nr;
@@ -472,20 +461,8 @@ pub(crate) fn packed_kernels() -> Vec<Kernel> {
 mod tests {
     use super::*;
     use crate::config::Activation;
-    use crate::kernels::test_support::pseudo;
+    use crate::kernels::test_support::{linear_f64 as reference, pseudo};
     use crate::weights::{DType, WeightTensor};
-
-    /// f64 reference of `out0 + x W^T + b` for stacked parts.
-    fn reference(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f64> {
-        let mut out = vec![0.0f64; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let dot: f64 = (0..k).map(|t| x[i * k + t] as f64 * w[j * k + t] as f64).sum();
-                out[i * n + j] = dot + b[j] as f64;
-            }
-        }
-        out
-    }
 
     /// On every packed kernel the CPU has: every tile height (1 to `MR`
     /// and the balanced splits of larger m; with m = 100, 16-bit panels
