@@ -71,7 +71,7 @@ pub(crate) use attention::attention_segments_to;
 pub use attention::{attention, attention_picked, attention_segments, AttentionMask, Heads};
 pub use gemm_crate::{gemm_f32, GemmDst, GemmOperand};
 pub use isa::{active_kernel, Kernel, KERNEL_ENV};
-pub(crate) use linear_product::{Input, LinearProduct, PrecisionHandle};
+pub(crate) use linear_product::{Input, LinearProduct, Part, PrecisionHandle};
 pub use linear_product::{Mat, Precision};
 pub use norm::{layer_norm, LayerNorm};
 pub(crate) use packed::{packed_len, Dest, Epilogue, RowBlocks};

@@ -39,7 +39,7 @@ impl<T: Tower> Projected<T> {
     ) -> Result<Self> {
         let tower = T::load(nn, config)?;
         let projection = match projection_dim {
-            Some(p) => Some(nn.linear_of(nn.mat(T::PROJECTION, p, tower.hidden_size())?, None)?),
+            Some(p) => Some(nn.linear_of(nn.mat(T::PROJECTION, p, tower.hidden_size())?, None)),
             None => None,
         };
         Ok(Projected { tower, projection })

@@ -124,13 +124,16 @@ impl PrecisionHandle {
     }
 }
 
+/// One matrix of a linear layer and its optional bias.
+pub(crate) type Part = (Mat, Option<Vec<f32>>);
+
 /// The matrices and biases of a linear layer (several stacked along the
 /// output dimension, e.g. query, key and value, computed as one product),
 /// the precision it follows, and the forms prepared for the kernels on
 /// their first use (packed panels, int8 panels), shared by clones.
 #[derive(Clone)]
 pub(crate) struct LinearProduct {
-    parts: Arc<[(Mat, Option<Vec<f32>>)]>,
+    parts: Arc<[Part]>,
     out_features: usize,
     in_features: usize,
     precision: PrecisionHandle,
@@ -142,7 +145,7 @@ impl LinearProduct {
     /// which [`LinearProduct::check`] accepts (or whose tensors a loader
     /// has checked: a missing one is an empty stand-in until the loader
     /// reports it).
-    pub fn new(parts: Vec<(Mat, Option<Vec<f32>>)>, precision: PrecisionHandle) -> Self {
+    pub fn new(parts: Vec<Part>, precision: PrecisionHandle) -> Self {
         let in_features = parts.first().map_or(0, |(m, _)| m.in_features);
         let out_features = parts.iter().map(|(m, _)| m.out_features).sum();
         let prepared = Prepared::default();
@@ -160,7 +163,7 @@ impl LinearProduct {
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
     /// when there is no part, a matrix's element count is not `out * in`, a
     /// bias is not `out` long, or the parts' input sizes differ.
-    pub fn check(parts: &[(Mat, Option<Vec<f32>>)]) -> Result<()> {
+    pub fn check(parts: &[Part]) -> Result<()> {
         let in_features = parts
             .first()
             .ok_or_else(|| Error::invalid("a linear layer needs a matrix"))?
@@ -190,7 +193,7 @@ impl LinearProduct {
     }
 
     /// The matrices and biases, in order.
-    pub fn into_parts(self) -> Vec<(Mat, Option<Vec<f32>>)> {
+    pub fn into_parts(self) -> Vec<Part> {
         self.parts.to_vec()
     }
 
@@ -328,7 +331,7 @@ mod tests {
     }
 
     /// A product of `parts` at full precision.
-    fn product(parts: Vec<(Mat, Option<Vec<f32>>)>) -> LinearProduct {
+    fn product(parts: Vec<Part>) -> LinearProduct {
         LinearProduct::new(parts, PrecisionHandle::default())
     }
 

@@ -47,14 +47,14 @@ impl<'a> LayerBuilder<'a> {
             true => Some(self.loader.vector(&format!("{prefix}.bias"), out_features)?),
             false => None,
         };
-        self.linear_of(mat, bias)
+        Ok(self.linear_of(mat, bias))
     }
 
     /// A linear layer over `mat` (e.g. a projection) following the shared
     /// precision. The loader checked the shapes; a missing tensor is an
     /// empty stand-in that [`Loader::finish`] reports before anything runs.
-    pub fn linear_of(&self, mat: Mat, bias: Option<Vec<f32>>) -> Result<Linear> {
-        Ok(Linear::of_parts(vec![(mat, bias)], self.precision.clone()))
+    pub fn linear_of(&self, mat: Mat, bias: Option<Vec<f32>>) -> Linear {
+        Linear::of_parts(vec![(mat, bias)], self.precision.clone())
     }
 
     /// A linear layer over `mat` that stays at full precision whatever the

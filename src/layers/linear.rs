@@ -4,7 +4,7 @@
 use crate::config::Activation;
 use crate::error::Result;
 use crate::kernels::{
-    packed_len, Dest, Epilogue, Input, LinearProduct, Mat, PrecisionHandle, RowBlocks,
+    packed_len, Dest, Epilogue, Input, LinearProduct, Mat, Part, PrecisionHandle, RowBlocks,
 };
 
 /// A linear layer: `out = x W^T + b` for one weight matrix, or for several
@@ -42,25 +42,28 @@ impl Linear {
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
     /// when `parts` is empty or their input sizes differ.
     pub fn stack(parts: Vec<Linear>) -> Result<Self> {
-        let layer = Linear::stack_unchecked(parts);
-        LinearProduct::check(&layer.product.clone().into_parts())?;
-        Ok(layer)
+        let (parts, precision) = Linear::unstack(parts);
+        LinearProduct::check(&parts)?;
+        Ok(Linear::of_parts(parts, precision))
     }
 
     /// A layer of `parts` (matrices and biases whose shapes a loader has
     /// checked) following `precision`.
-    pub(crate) fn of_parts(
-        parts: Vec<(Mat, Option<Vec<f32>>)>,
-        precision: PrecisionHandle,
-    ) -> Self {
+    pub(crate) fn of_parts(parts: Vec<Part>, precision: PrecisionHandle) -> Self {
         Linear { product: LinearProduct::new(parts, precision) }
     }
 
     /// [`Linear::stack`] of layers a loader has checked.
     pub(crate) fn stack_unchecked(parts: Vec<Linear>) -> Self {
-        let precision = parts.first().map(|p| p.product.precision().clone()).unwrap_or_default();
-        let parts = parts.into_iter().flat_map(|p| p.product.into_parts()).collect();
+        let (parts, precision) = Linear::unstack(parts);
         Linear::of_parts(parts, precision)
+    }
+
+    /// The matrices and biases of `layers`, in order, and the first
+    /// layer's precision.
+    fn unstack(layers: Vec<Linear>) -> (Vec<Part>, PrecisionHandle) {
+        let precision = layers.first().map(|p| p.product.precision().clone()).unwrap_or_default();
+        (layers.into_iter().flat_map(|p| p.product.into_parts()).collect(), precision)
     }
 
     /// Output features (of all parts, for a stack).
@@ -132,7 +135,7 @@ impl Linear {
     /// with no copy.
     pub(crate) fn input(&self, m: usize) -> LayerInput {
         let layout = self.product.input_layout(m);
-        LayerInput { layout, len: m * self.in_features(), width: self.in_features() }
+        LayerInput { layout, rows: m, width: self.in_features() }
     }
 
     /// `x W^T + b` for the `m` rows of `x` (see [`Input`]), finished by
@@ -161,7 +164,7 @@ impl Linear {
 /// [`Linear::input`], for the step that computes those rows.
 pub(crate) struct LayerInput {
     layout: Option<RowBlocks>,
-    len: usize,
+    rows: usize,
     width: usize,
 }
 
@@ -184,7 +187,7 @@ impl LayerInput {
     pub(crate) fn read<'a>(&self, buf: &'a [f32]) -> Input<'a> {
         match self.layout {
             Some(_) => Input::Packed(buf),
-            None => Input::Rows(&buf[..self.len]),
+            None => Input::Rows(&buf[..self.rows * self.width]),
         }
     }
 }
