@@ -5,11 +5,13 @@
 //!
 //! The thresholds are the measured values with a margin, so a broken int8
 //! kernel (wrong scales, offsets or packing) fails them by far while
-//! ordinary quantisation noise passes. Where the kernel in use has no int8
-//! products (`Precision::int8_supported()` false: e.g. without AVX-512
-//! VNNI, or under `CLIP_KERNEL=avx2`), `Int8` computes in full precision:
-//! the tests then say so, and check that it gives exactly the full-precision
-//! numbers.
+//! ordinary quantisation noise passes. Every kernel and int8 instruction
+//! sequence gives the same int8 numbers (`src/kernels/int8.rs` tests that
+//! bit for bit); CI runs these tests under each forced kernel. Where the
+//! kernel in use has no int8 products (`Precision::int8_supported()` false:
+//! the avx512 kernel without AVX-512 VNNI), `Int8` computes in full
+//! precision: the tests then say so, and check that it gives exactly the
+//! full-precision numbers.
 
 mod common;
 

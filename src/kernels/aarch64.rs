@@ -2,5 +2,6 @@
 //! aarch64 CPU).
 
 mod neon;
+mod neon_int8;
 
 pub(crate) use neon::Neon;

@@ -4,12 +4,20 @@
 //! Weights are quantised once, symmetrically per output feature
 //! (`w ≈ s_n q`, `q` in [-127, 127]); each product quantises its input rows
 //! symmetrically per row (`x ≈ s_m p`, `p` in [-127, 127], stored as
-//! `p + 128` in u8 for the unsigned x signed dot-product instruction). The
-//! instruction set's int8 micro-kernel ([`Isa::tile_i8`]; AVX-512 VNNI for
-//! now) accumulates `sum_k (p + 128) q` in i32, exactly; the epilogue removes
-//! the `128 sum_k q` offset and scales:
-//! `y = s_m s_n (acc - 128 sum_k q) + b`. Same panel order as the f32 path,
-//! with four consecutive depths per 32-bit lane: `[panel][k / 4][NR][4]`.
+//! `p + 128` in u8). The instruction set's int8 micro-kernel
+//! ([`Isa::tile_i8`], with the instructions [`Int8Dot`] names) sums
+//! `p q` over the depth in i32, exactly, and the shared epilogue
+//! ([`tile::finish`]) scales: `y = s_m s_n sum_k p q + b`. The sums being
+//! exact and the epilogue the same operations everywhere, every kernel and
+//! [`Int8Dot`] gives the same bits. Same panel order as the f32 path, with
+//! four consecutive depths per 32-bit lane: `[panel][k / 4][NR][4]`.
+
+mod dot;
+pub(crate) mod tile;
+
+pub(crate) use dot::check_choice;
+pub use dot::{Int8Dot, INT8_DOT_ENV};
+use tile::TileI8;
 
 use super::isa::{vectorized, with_isa, Isa, Kernel};
 use super::linear_product::{Input, Mat};
@@ -23,9 +31,10 @@ use super::team;
 use rayon::prelude::*;
 
 /// An int8-quantised linear layer (or stacked layers), packed for one
-/// kernel's int8 micro-kernel (`NR` columns a panel).
+/// kernel's int8 micro-kernel (`NR_I8` columns a panel).
 pub(crate) struct Int8Linear {
     kernel: Kernel,
+    dot: Int8Dot,
     n: usize,
     k: usize,
     /// `k` rounded up to a multiple of 4 (zero weights in the padding).
@@ -40,21 +49,26 @@ pub(crate) struct Int8Linear {
 }
 
 impl Int8Linear {
-    /// Quantises and packs `parts` for the selected kernel: see
-    /// [`Int8Linear::quantize_for`].
+    /// Quantises and packs `parts` for the selected kernel and its
+    /// [`Int8Dot`]: see [`Int8Linear::quantize_for`].
     pub fn quantize(parts: &[(&Mat, Option<&[f32]>)]) -> Option<Int8Linear> {
-        Self::quantize_for(super::isa::selected(), parts)
+        let kernel = super::isa::selected();
+        Self::quantize_for(kernel, kernel.int8_dot()?, parts)
     }
 
     /// Quantises and packs `parts` stacked along the output dimension, as
     /// [`PackedLinear::pack_for`](super::packed::PackedLinear::pack_for),
-    /// for `kernel`'s int8 micro-kernel. `None` when `kernel` has none on
-    /// this CPU or the parts do not stack.
-    pub fn quantize_for(kernel: Kernel, parts: &[(&Mat, Option<&[f32]>)]) -> Option<Int8Linear> {
-        if !kernel.has_int8() {
+    /// for `kernel`'s int8 micro-kernel on `dot`. `None` when `kernel`
+    /// cannot run `dot` on this CPU or the parts do not stack.
+    pub fn quantize_for(
+        kernel: Kernel,
+        dot: Int8Dot,
+        parts: &[(&Mat, Option<&[f32]>)],
+    ) -> Option<Int8Linear> {
+        if !kernel.int8_dots().contains(&dot) {
             return None;
         }
-        let nr = with_isa!(kernel, |K| K::NR);
+        let nr = with_isa!(kernel, |K| K::NR_I8);
         let Stack { k, n, panels, bias, has_bias } = Stack::of(parts, nr)?;
         let k4 = k.div_ceil(4) * 4;
         // Row `i` of the stacked matrix: (its part, its row there).
@@ -88,7 +102,7 @@ impl Int8Linear {
                 });
         }
         release_pages(parts);
-        Some(Int8Linear { kernel, n, k, k4, panels, data, scale, offset, bias, has_bias })
+        Some(Int8Linear { kernel, dot, n, k, k4, panels, data, scale, offset, bias, has_bias })
     }
 
     /// As [`PackedLinear::forward_to`](super::packed::PackedLinear::forward_to);
@@ -161,7 +175,7 @@ impl Int8Linear {
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
             // this job writes only its share's rows and columns (each pair
             // of row block and panel is in one share); the kernel that
-            // quantised the panels has int8 products on this CPU.
+            // quantised the panels runs `self.dot` on this CPU.
             let q = Quantized { rows: &a, stride: lda, scales: &row_scale };
             with_isa!(self.kernel, |K| unsafe {
                 self.run_share::<K>(q, share, out_ptr, out_rs, epilogue)
@@ -175,7 +189,7 @@ impl Int8Linear {
     ///
     /// # Safety
     /// As [`PackedLinear::forward_to`](super::packed::PackedLinear::forward_to)'s
-    /// jobs; `K` has an int8 micro-kernel on this CPU.
+    /// jobs; `K` runs `self.dot` on this CPU.
     unsafe fn run_share<K: Isa>(
         &self,
         q: Quantized<'_>,
@@ -184,13 +198,13 @@ impl Int8Linear {
         out_rs: usize,
         epilogue: Epilogue,
     ) {
-        debug_assert!(K::KERNEL == self.kernel && K::int8(), "int8 gemm: kernel");
+        debug_assert!(K::KERNEL == self.kernel && K::int8(self.dot), "int8 gemm: kernel");
         let Quantized { rows: a, stride: lda, scales: row_scale } = q;
         let Share { rows, p0, p1 } = share;
         let m = row_scale.len();
         // Row blocks whose quantised rows (about 512 KiB) stay in L2.
         let mc = row_block(m, lda);
-        let nr = K::NR;
+        let nr = K::NR_I8;
         for m0 in (rows.start * mc..m.min(rows.end * mc)).step_by(mc) {
             let mlen = mc.min(m - m0);
             let ntiles = mlen.div_ceil(K::MR);
@@ -221,7 +235,7 @@ impl Int8Linear {
                         },
                         load_c: epilogue.accumulates(),
                     };
-                    K::tile_i8(rows, self.k4 / 4, b, &tile);
+                    K::tile_i8(self.dot, rows, self.k4 / 4, b, &tile);
                     r0 += rows;
                 }
             }
@@ -268,33 +282,6 @@ fn quantize_row_body(row: &[f32], dst: &mut [u8]) -> f32 {
     s
 }
 
-/// One int8 micro-kernel call: a `rows x NR` block of the output.
-// Read only by the int8 micro-kernels (AVX-512 VNNI for now).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub(crate) struct TileI8 {
-    /// The block's quantised rows (row stride `lda` bytes).
-    pub a: *const u8,
-    pub lda: usize,
-    /// One activation scale per row.
-    pub row_scale: *const f32,
-    /// First output of the block (row stride `ldc`).
-    pub c: *mut f32,
-    pub ldc: usize,
-    /// Columns of the block that exist.
-    pub n_valid: usize,
-    /// `NR` weight scales, `128 * sum q` offsets and biases (or null).
-    pub scale: *const f32,
-    pub offset: *const i32,
-    pub bias: *const f32,
-    /// Add to the output's current values.
-    pub load_c: bool,
-    /// Cache lines to prefetch into L2 while computing (two per group of
-    /// four depths): this tile's share of the next panel. A hint: the
-    /// address may be past the panels.
-    pub next: *const u8,
-    pub next_lines: usize,
-}
-
 /// Rows of quantised activations per row block (at most about 512 KiB of
 /// them, blocks of even size) for `m` rows of `lda` bytes.
 fn row_block(m: usize, lda: usize) -> usize {
@@ -308,14 +295,56 @@ mod tests {
     use crate::kernels::test_support::pseudo;
     use crate::weights::{DType, WeightTensor};
 
-    /// The kernels with int8 products on this CPU; says so when there is none.
-    fn int8_kernels() -> Vec<Kernel> {
-        let kernels: Vec<Kernel> =
-            Kernel::supported_all().into_iter().filter(|k| k.has_int8()).collect();
-        if kernels.is_empty() {
-            println!("skipped: no kernel with int8 products on this CPU (int8 computes as f32)");
+    /// Every kernel of this CPU with each of its int8 instruction
+    /// sequences (the gemm kernel's scalar ones at least).
+    fn int8_kernels() -> Vec<(Kernel, Int8Dot)> {
+        let all: Vec<(Kernel, Int8Dot)> = Kernel::supported_all()
+            .into_iter()
+            .flat_map(|k| k.int8_dots().into_iter().map(move |d| (k, d)))
+            .collect();
+        for k in Kernel::supported_all().into_iter().filter(|k| k.int8_dots().is_empty()) {
+            println!("skipped {k}: no int8 products on this CPU (int8 computes as f32)");
         }
-        kernels
+        all
+    }
+
+    /// Every kernel and int8 instruction sequence this CPU has gives the
+    /// same bits as the plain Rust one (the gemm kernel's): the sums are
+    /// exact and the epilogue the same operations. Shapes with tails in
+    /// rows, columns and depth, several row blocks, the accumulating
+    /// epilogue, and rows and weights at full scale over a depth of 3072,
+    /// whose sums (up to 3072 x 127 x 127) pass 2^24 and round when
+    /// converted to f32.
+    #[test]
+    fn every_int8_dot_gives_the_same_bits() {
+        let shapes = [(1, 8, 4), (7, 45, 70), (13, 64, 301), (100, 40, 6000), (5, 33, 3072)];
+        for &(m, n, k) in &shapes {
+            let (mut x, mut wv) = (pseudo(m * k, 1), pseudo(n * k, 2));
+            if k == 3072 {
+                // Full-scale products: every `p q` near 127 x 127.
+                x.iter_mut().step_by(2).for_each(|v| *v = 1.0);
+                wv.iter_mut().for_each(|v| *v = 0.5 + v.abs() * 0.01);
+            }
+            let w = WeightTensor::from_f32_as(&wv, vec![n, k], DType::F32);
+            let b = pseudo(n, 3);
+            let mat = Mat { weight: w, out_features: n, in_features: k };
+            let run = |kernel, dot, threads, epilogue| {
+                let q = Int8Linear::quantize_for(kernel, dot, &[(&mat, Some(&b[..]))]).unwrap();
+                let mut out = pseudo(m * n, 4);
+                q.forward(Input::Rows(&x), m, &mut out, n, epilogue, threads);
+                out
+            };
+            for epilogue in [Epilogue::Store, Epilogue::Accumulate] {
+                let want = run(Kernel::Gemm, Int8Dot::Scalar, 1, epilogue);
+                for (kernel, dot) in int8_kernels() {
+                    for threads in [1, 2] {
+                        let got = run(kernel, dot, threads, epilogue);
+                        let same = got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
+                        assert!(same, "{kernel}/{dot} differs from scalar at {m}x{n}x{k}");
+                    }
+                }
+            }
+        }
     }
 
     /// The vectorised quantisation, on every kernel's instruction set, gives exactly the plain formula,
@@ -350,7 +379,7 @@ mod tests {
     /// these uniform inputs).
     #[test]
     fn matches_quantised_reference() {
-        for (kernel, &(m, n, k)) in int8_kernels().into_iter().flat_map(|kernel| {
+        for ((kernel, dot), &(m, n, k)) in int8_kernels().into_iter().flat_map(|kernel| {
             [(1, 32, 8), (13, 45, 70), (50, 64, 300), (3, 5, 3), (100, 40, 6000)]
                 .iter()
                 .map(move |c| (kernel, c))
@@ -360,7 +389,7 @@ mod tests {
             let w = WeightTensor::from_f32_as(&wv, vec![n, k], DType::F32);
             let b = pseudo(n, 3);
             let mat = Mat { weight: w, out_features: n, in_features: k };
-            let q = Int8Linear::quantize_for(kernel, &[(&mat, Some(&b[..]))]).unwrap();
+            let q = Int8Linear::quantize_for(kernel, dot, &[(&mat, Some(&b[..]))]).unwrap();
             for (threads, accumulate) in [(1, false), (2, true)] {
                 let init = pseudo(m * n, 4);
                 let mut out = init.clone();
@@ -384,7 +413,7 @@ mod tests {
                         let got = out[i * n + j] as f64 - before - b[j] as f64;
                         assert!(
                             (got - dq).abs() < 1e-4 * (1.0 + dq.abs()),
-                            "{kernel} [{i},{j}] {got} vs {dq}"
+                            "{kernel}/{dot} [{i},{j}] {got} vs {dq}"
                         );
                         let scale = (k as f64).sqrt() * 0.25;
                         assert!(
@@ -403,14 +432,14 @@ mod tests {
     fn normed_and_packed_inputs_match_plain_rows() {
         use crate::kernels::norm::{layer_norm, LayerNorm};
         use crate::kernels::packed::RowBlocks;
-        for (kernel, &(m, n, k)) in int8_kernels()
+        for ((kernel, dot), &(m, n, k)) in int8_kernels()
             .into_iter()
             .flat_map(|kernel| [(3, 40, 70), (50, 64, 768)].iter().map(move |c| (kernel, c)))
         {
             let x = pseudo(m * k, 1);
             let w = WeightTensor::from_f32_as(&pseudo(n * k, 2), vec![n, k], DType::F32);
             let mat = Mat { weight: w, out_features: n, in_features: k };
-            let q = Int8Linear::quantize_for(kernel, &[(&mat, None)]).unwrap();
+            let q = Int8Linear::quantize_for(kernel, dot, &[(&mat, None)]).unwrap();
             let ln = LayerNorm { weight: pseudo(k, 3), bias: pseudo(k, 4), eps: 1e-5 };
             let mut normed = vec![0.0; m * k];
             layer_norm(&x, &ln, &mut normed);

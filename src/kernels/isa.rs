@@ -12,6 +12,8 @@
 //! thread team, epilogues, attention's driver) is written once and made
 //! generic over [`Isa`] or dispatched by [`with_isa!`].
 
+use super::int8::tile::TileI8;
+use super::int8::{check_choice, Int8Dot, INT8_DOT_ENV};
 use super::packed::{PanelType, Tile};
 use super::simd::F32Vec;
 use crate::error::{Error, Result};
@@ -24,14 +26,17 @@ pub enum Kernel {
     /// x86-64 with AVX-512F: a 12 x 32 GEMM tile, 16-lane loops; int8
     /// products where the CPU also has AVX-512 VNNI.
     Avx512,
-    /// x86-64 with AVX2, FMA and F16C: a 6 x 16 GEMM tile, 8-lane loops.
+    /// x86-64 with AVX2, FMA and F16C: a 6 x 16 GEMM tile, 8-lane loops;
+    /// int8 products on AVX-VNNI or AVX2's `vpmaddubsw`.
     Avx2,
     /// aarch64 with NEON (Advanced SIMD): a GEMM tile of its own, 4-lane
-    /// loops.
+    /// loops; int8 products on `sdot` (the dot-product extension) or
+    /// widening multiplies.
     Neon,
     /// None of this crate's own kernels: products on the `gemm` crate
     /// (which picks its own SIMD code at run time), element-wise loops
-    /// compiled for the target's baseline (SSE2 on x86-64, NEON on aarch64).
+    /// compiled for the target's baseline (SSE2 on x86-64, NEON on aarch64),
+    /// int8 products in plain Rust.
     Gemm,
 }
 
@@ -75,13 +80,6 @@ impl Kernel {
         Kernel::ALL.into_iter().filter(|k| k.supported()).collect()
     }
 
-    /// Whether the kernel computes [`Precision::Int8`](crate::Precision)
-    /// with int8 arithmetic on this CPU (elsewhere int8 computes as
-    /// `Full`).
-    pub fn has_int8(self) -> bool {
-        self.supported() && with_isa!(self, |K| K::int8())
-    }
-
     /// The fastest kernel this CPU supports.
     pub fn detected() -> Kernel {
         Kernel::ALL.into_iter().find(|k| k.supported()).unwrap_or(Kernel::Gemm)
@@ -99,11 +97,14 @@ pub const KERNEL_ENV: &str = "CLIP_KERNEL";
 
 /// The kernel this process runs: the one `CLIP_KERNEL` names, else the
 /// fastest this CPU supports ([`Kernel::detected`]). Read once, at the
-/// first call; an empty `CLIP_KERNEL` or `auto` means "detect".
+/// first call; an empty `CLIP_KERNEL` or `auto` means "detect". The
+/// kernel's int8 products run the instructions `CLIP_INT8_DOT` names
+/// ([`Kernel::int8_dot`]), checked here too.
 ///
 /// # Errors
 /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) when
-/// `CLIP_KERNEL` names a kernel this CPU cannot run, and
+/// `CLIP_KERNEL` names a kernel this CPU cannot run (or `CLIP_INT8_DOT`
+/// int8 instructions the kernel cannot run), and
 /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) when it
 /// names none. Loading a model returns this error; the kernels themselves,
 /// called directly, then run the detected kernel.
@@ -112,7 +113,10 @@ pub fn active_kernel() -> Result<Kernel> {
     static CHOICE: OnceLock<Result<Kernel, (crate::ErrorKind, String)>> = OnceLock::new();
     let choice = CHOICE.get_or_init(|| {
         let var = std::env::var(KERNEL_ENV).ok();
-        choose(var.as_deref()).map_err(|e| (e.kind(), e.message().to_string()))
+        let dot = std::env::var(INT8_DOT_ENV).ok();
+        choose(var.as_deref())
+            .and_then(|k| check_choice(k, dot.as_deref()).map(|()| k))
+            .map_err(|e| (e.kind(), e.message().to_string()))
     });
     choice.clone().map_err(|(kind, message)| Error::new(kind, message))
 }
@@ -265,8 +269,16 @@ pub(crate) unsafe trait Isa: 'static {
     /// ask often: [`Kernel::supported`]).
     fn detected() -> bool;
 
-    /// Whether this CPU runs int8 products with this instruction set.
-    fn int8() -> bool {
+    /// The int8 instruction sequences this instruction set has a
+    /// micro-kernel for, fastest first.
+    const INT8_DOTS: &'static [Int8Dot] = &[];
+    /// Output features per int8 weight panel.
+    const NR_I8: usize = Self::NR;
+
+    /// Whether this CPU runs `dot`, one of [`Isa::INT8_DOTS`] (cached by
+    /// implementations).
+    fn int8(dot: Int8Dot) -> bool {
+        let _ = dot;
         false
     }
 
@@ -285,22 +297,23 @@ pub(crate) unsafe trait Isa: 'static {
     /// [`Tile`] describes.
     unsafe fn tile(dtype: PanelType, rows: usize, kc: usize, b: *const u8, t: &Tile);
 
-    /// Computes one tile of an int8 product (see
-    /// [`TileI8`](super::int8::TileI8)): `rows` rows over `groups` groups of
-    /// four depths.
+    /// Computes one tile of an int8 product with `dot` (see [`TileI8`]):
+    /// `rows` (1 to `MR`) rows of `NR_I8` columns over `groups` groups of
+    /// four depths, from `b`, a panel of `groups * 4 * NR_I8` bytes.
     ///
     /// # Safety
-    /// [`Isa::int8`] is true, and `t` and `b` address what `TileI8`
-    /// describes.
-    unsafe fn tile_i8(rows: usize, groups: usize, b: *const u8, t: &super::int8::TileI8) {
+    /// [`Isa::int8`] is true for `dot`, and `t` and `b` address what
+    /// [`TileI8`] describes.
+    unsafe fn tile_i8(dot: Int8Dot, rows: usize, groups: usize, b: *const u8, t: &TileI8) {
         let _ = (rows, groups, b, t);
-        unreachable!("{}: no int8 micro-kernel", Self::KERNEL)
+        unreachable!("{}: no int8 micro-kernel for {dot}", Self::KERNEL)
     }
 }
 
 /// CPUs without an instruction set of this crate's (and the `gemm`
 /// kernel): no packed micro-kernel, scalar "vectors" whose loops the
-/// compiler vectorises for the target's baseline.
+/// compiler vectorises for the target's baseline, and the int8
+/// micro-kernel in plain Rust (one row a tile).
 pub(crate) struct Portable;
 
 // SAFETY: needs no CPU feature beyond the compilation target's.
@@ -322,6 +335,18 @@ unsafe impl Isa for Portable {
 
     unsafe fn tile(_: PanelType, _: usize, _: usize, _: *const u8, _: &Tile) {
         unreachable!("the gemm kernel has no packed micro-kernel")
+    }
+
+    const INT8_DOTS: &'static [Int8Dot] = &[Int8Dot::Scalar];
+    const NR_I8: usize = 8;
+
+    fn int8(dot: Int8Dot) -> bool {
+        dot == Int8Dot::Scalar
+    }
+
+    unsafe fn tile_i8(_: Int8Dot, rows: usize, groups: usize, b: *const u8, t: &TileI8) {
+        debug_assert_eq!(rows, 1);
+        super::int8::tile::scalar::<1, 8>(groups, b, t)
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::activation::activation_fn;
 use super::gemm_crate::linear_fallback;
-use super::int8::Int8Linear;
+use super::int8::{Int8Dot, Int8Linear};
 use super::norm::{layer_norm, LayerNorm};
 use super::packed::{Dest, Epilogue, PackedLinear, RowBlocks};
 use crate::error::{Error, Result};
@@ -91,10 +91,10 @@ pub enum Precision {
     Full,
     /// Int8 weights (one scale per output feature) times int8 activations
     /// (one scale per row, computed per product), summed exactly in i32:
-    /// faster and less accurate (the README states the measured cost).
-    /// Where the selected kernel has no int8 products
-    /// ([`Kernel::has_int8`](super::Kernel::has_int8); today only AVX-512
-    /// with VNNI has them) this is the same as `Full`.
+    /// faster and less accurate (the README states the measured cost), the
+    /// same numbers on every kernel and [`Int8Dot`]. Where the selected
+    /// kernel has no int8 products ([`Kernel::has_int8`](super::Kernel::has_int8):
+    /// only AVX-512 without VNNI) this is the same as `Full`.
     Int8,
 }
 
@@ -102,7 +102,13 @@ impl Precision {
     /// Whether the selected kernel runs [`Precision::Int8`] with int8
     /// arithmetic on this CPU.
     pub fn int8_supported() -> bool {
-        super::isa::selected().has_int8()
+        Self::int8_dot().is_some()
+    }
+
+    /// The instructions the selected kernel's int8 products run
+    /// ([`Kernel::int8_dot`](super::Kernel::int8_dot)), if it has any.
+    pub fn int8_dot() -> Option<Int8Dot> {
+        super::isa::selected().int8_dot()
     }
 }
 

@@ -34,6 +34,10 @@ pub(crate) unsafe trait F32Vec: Copy {
     /// `LANES` bfloat16 values from `p`, widened (exactly).
     unsafe fn load_bf16(p: *const u16) -> Self;
 
+    /// `LANES` i32 from `p` (unaligned), converted to f32 (to nearest,
+    /// ties to even).
+    unsafe fn load_i32(p: *const i32) -> Self;
+
     /// `self + b`.
     unsafe fn add(self, b: Self) -> Self;
     /// `self - b`.
@@ -42,6 +46,12 @@ pub(crate) unsafe trait F32Vec: Copy {
     unsafe fn mul(self, b: Self) -> Self;
     /// `self * b + c`, fused where the instruction set has an FMA.
     unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    /// `self * b + c` rounded once, on every instruction set (for results
+    /// that must not depend on it; slow where the target has no FMA).
+    #[inline(always)]
+    unsafe fn fused_mul_add(self, b: Self, c: Self) -> Self {
+        self.mul_add(b, c)
+    }
     /// `c - self * b`, fused where the instruction set has an FMA.
     unsafe fn neg_mul_add(self, b: Self, c: Self) -> Self;
     /// Lane-wise maximum (for clamping; NaN handling unspecified).
@@ -134,6 +144,14 @@ unsafe impl F32Vec for f32 {
     #[inline(always)]
     unsafe fn mul(self, b: Self) -> Self {
         self * b
+    }
+    #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self {
+        *p as f32
+    }
+    #[inline(always)]
+    unsafe fn fused_mul_add(self, b: Self, c: Self) -> Self {
+        f32::mul_add(self, b, c)
     }
     /// Not fused: `f32::mul_add` is a libm call on targets without an FMA.
     #[inline(always)]

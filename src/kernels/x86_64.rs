@@ -1,9 +1,11 @@
 //! The x86-64 instruction sets: [`Avx512`] (AVX-512F, int8 with AVX-512
-//! VNNI) and [`Avx2`] (AVX2 + FMA + F16C), which share one GEMM
-//! micro-kernel body ([`microkernel`]) over their vectors.
+//! VNNI) and [`Avx2`] (AVX2 + FMA + F16C, int8 with AVX-VNNI or AVX2
+//! alone), which share one GEMM micro-kernel body ([`microkernel`]) and
+//! one int8 micro-kernel body (`int8_microkernel`) over their vectors.
 
 mod avx2;
 mod avx512;
+mod int8_microkernel;
 pub(crate) mod microkernel;
 
 pub(crate) use avx2::Avx2;

@@ -7,8 +7,11 @@
 //! element (`fmla v.4s, v.4s, v.s[l]`) uses depth `l` of it, so the
 //! activations need no broadcasts and an 8-row tile loads 8 of them per 4
 //! depth steps. The panel comes as f32, f16 (widened by `fcvtl`) or bf16
-//! (a shift).
+//! (a shift). The int8 micro-kernels are in `neon_int8`.
 
+use super::neon_int8;
+use crate::kernels::int8::tile::TileI8;
+use crate::kernels::int8::Int8Dot;
 use crate::kernels::isa::{Isa, Kernel, SimdOp};
 use crate::kernels::packed::{
     finish_tile, load_panel, with_rows, PanelType, Tile, DT_BF16, DT_F16, DT_F32, LDA,
@@ -50,6 +53,41 @@ unsafe impl Isa for Neon {
             PanelType::F32 => with_rows!(8, rows, |R| kernel::<R, DT_F32>(kc, b, t)),
             PanelType::F16 => with_rows!(8, rows, |R| kernel::<R, DT_F16>(kc, b, t)),
             PanelType::BF16 => with_rows!(8, rows, |R| kernel::<R, DT_BF16>(kc, b, t)),
+        }
+    }
+
+    const INT8_DOTS: &'static [Int8Dot] = &[Int8Dot::Sdot, Int8Dot::Smull];
+    const NR_I8: usize = neon_int8::NR;
+
+    fn int8(dot: Int8Dot) -> bool {
+        static SDOT: OnceLock<bool> = OnceLock::new();
+        match dot {
+            Int8Dot::Sdot => *SDOT.get_or_init(|| {
+                Self::detected() && std::arch::is_aarch64_feature_detected!("dotprod")
+            }),
+            Int8Dot::Smull => Self::detected(),
+            _ => false,
+        }
+    }
+
+    unsafe fn tile_i8(dot: Int8Dot, rows: usize, groups: usize, b: *const u8, t: &TileI8) {
+        if dot == Int8Dot::Sdot {
+            return with_rows!(8, rows, |R| neon_int8::sdot::<R>(groups, b, t));
+        }
+        // Passes of at most 4 rows (each row takes 4 accumulators).
+        for r0 in (0..rows).step_by(neon_int8::SMULL_ROWS) {
+            let part = TileI8 {
+                a: t.a.add(r0 * t.lda),
+                row_scale: t.row_scale.add(r0),
+                c: t.c.add(r0 * t.ldc),
+                ..*t
+            };
+            match rows - r0 {
+                1 => neon_int8::smull::<1>(groups, b, &part),
+                2 => neon_int8::smull::<2>(groups, b, &part),
+                3 => neon_int8::smull::<3>(groups, b, &part),
+                _ => neon_int8::smull::<4>(groups, b, &part),
+            }
         }
     }
 }
@@ -259,6 +297,10 @@ unsafe impl F32Vec for float32x4_t {
     #[inline(always)]
     unsafe fn load_bf16(p: *const u16) -> Self {
         vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p)))
+    }
+    #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self {
+        vcvtq_f32_s32(vld1q_s32(p))
     }
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {

@@ -1,11 +1,16 @@
 //! AVX2 + FMA + F16C: 8-lane vectors, a `6 x 16` GEMM tile (12
 //! accumulators, two panel vectors and a broadcast in the 16 registers;
 //! two FMAs a cycle on Zen 2/3 and Intel client cores), attention head
-//! tiles of 6 queries x 2 vectors.
+//! tiles of 6 queries x 2 vectors, and int8 tiles of `6 x 16` on AVX-VNNI
+//! or, without it, on AVX2's `vpmaddubsw`.
 
+use super::int8_microkernel::{self, DotVec};
 use super::microkernel::{self, dispatch_tile};
+use super::spread_into_l1;
+use crate::kernels::int8::tile::TileI8;
+use crate::kernels::int8::Int8Dot;
 use crate::kernels::isa::{Isa, Kernel, SimdOp};
-use crate::kernels::packed::{PanelType, Tile};
+use crate::kernels::packed::{with_rows, PanelType, Tile};
 use crate::kernels::simd::F32Vec;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -40,6 +45,28 @@ unsafe impl Isa for Avx2 {
     unsafe fn tile(dtype: PanelType, rows: usize, kc: usize, b: *const u8, t: &Tile) {
         dispatch_tile!(6, kernel, dtype, rows, (kc, b, t))
     }
+
+    const INT8_DOTS: &'static [Int8Dot] = &[Int8Dot::Vnni, Int8Dot::Maddubs];
+
+    fn int8(dot: Int8Dot) -> bool {
+        static VNNI: OnceLock<bool> = OnceLock::new();
+        match dot {
+            Int8Dot::Vnni => {
+                *VNNI.get_or_init(|| Self::detected() && is_x86_feature_detected!("avxvnni"))
+            }
+            Int8Dot::Maddubs => Self::detected(),
+            _ => false,
+        }
+    }
+
+    unsafe fn tile_i8(dot: Int8Dot, rows: usize, groups: usize, b: *const u8, t: &TileI8) {
+        match (dot, spread_into_l1()) {
+            (Int8Dot::Vnni, false) => with_rows!(6, rows, |R| vnni_i8::<R, false>(groups, b, t)),
+            (Int8Dot::Vnni, true) => with_rows!(6, rows, |R| vnni_i8::<R, true>(groups, b, t)),
+            (_, false) => with_rows!(6, rows, |R| maddubs_i8::<R, false>(groups, b, t)),
+            (_, true) => with_rows!(6, rows, |R| maddubs_i8::<R, true>(groups, b, t)),
+        }
+    }
 }
 
 /// `op` compiled for AVX2, FMA and F16C.
@@ -63,6 +90,109 @@ unsafe fn kernel<const ROWS: usize, const DT: u8, const L1: bool>(
     t: &Tile,
 ) {
     microkernel::tile::<__m256, ROWS, 2, DT, L1>(kc, b, t)
+}
+
+/// A vector of 8 i32 sums, accumulated by AVX-VNNI's `vpdpbusd` (`u8 x
+/// i8`: the activation bytes `p + 128` as they are).
+#[derive(Clone, Copy)]
+struct AvxVnni(__m256i);
+
+// SAFETY: each method is the AVX2 / AVX-VNNI instruction its doc
+// describes; `vnni_i8` runs it only where the CPU has both.
+unsafe impl DotVec for AvxVnni {
+    const LANES: usize = 8;
+    const UNSIGNED: bool = true;
+    type Row = __m256i;
+
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        AvxVnni(_mm256_setzero_si256())
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> Self {
+        AvxVnni(_mm256_loadu_si256(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        AvxVnni(_mm256_sub_epi32(self.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn row(four: i32) -> __m256i {
+        _mm256_set1_epi32(four)
+    }
+    #[inline(always)]
+    unsafe fn dot(self, a: __m256i, b: Self) -> Self {
+        AvxVnni(_mm256_dpbusd_avx_epi32(self.0, a, b.0))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut i32) {
+        _mm256_storeu_si256(p.cast(), self.0)
+    }
+}
+
+/// A vector of 8 i32 sums, accumulated with AVX2 alone: `vpmaddubsw`
+/// multiplies unsigned by signed bytes and adds pairs into i16, which
+/// would saturate on the bytes `p + 128`; it is given `|p|` (at most 127)
+/// and the weights with `p`'s sign (`vpsignb`), so that a pair is at most
+/// `2 x 127 x 127 < 2^15`, exact; `vpmaddwd` by ones adds the pairs into
+/// i32.
+#[derive(Clone, Copy)]
+struct Maddubs(__m256i);
+
+// SAFETY: each method is the AVX2 instruction(s) its doc describes;
+// `maddubs_i8` runs them only where the CPU has AVX2.
+unsafe impl DotVec for Maddubs {
+    const LANES: usize = 8;
+    const UNSIGNED: bool = false;
+    /// The activations `p` (signed bytes) and `|p|`.
+    type Row = (__m256i, __m256i);
+
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Maddubs(_mm256_setzero_si256())
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> Self {
+        Maddubs(_mm256_loadu_si256(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        Maddubs(_mm256_sub_epi32(self.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn row(four: i32) -> (__m256i, __m256i) {
+        let p = _mm256_xor_si256(_mm256_set1_epi32(four), _mm256_set1_epi8(-128));
+        (p, _mm256_abs_epi8(p))
+    }
+    #[inline(always)]
+    unsafe fn dot(self, (p, abs): (__m256i, __m256i), b: Self) -> Self {
+        let pairs = _mm256_maddubs_epi16(abs, _mm256_sign_epi8(b.0, p));
+        Maddubs(_mm256_add_epi32(self.0, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut i32) {
+        _mm256_storeu_si256(p.cast(), self.0)
+    }
+}
+
+/// The int8 micro-kernel on AVX-VNNI (see [`int8_microkernel::tile_i8`]).
+///
+/// # Safety
+/// The CPU has AVX2, FMA, F16C and AVX-VNNI; the rest as
+/// [`int8_microkernel::tile_i8`].
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn vnni_i8<const ROWS: usize, const L1: bool>(groups: usize, b: *const u8, t: &TileI8) {
+    int8_microkernel::tile_i8::<AvxVnni, __m256, ROWS, 16, L1>(groups, b, t)
+}
+
+/// The int8 micro-kernel on AVX2 alone ([`Maddubs`]).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; the rest as
+/// [`int8_microkernel::tile_i8`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn maddubs_i8<const ROWS: usize, const L1: bool>(groups: usize, b: *const u8, t: &TileI8) {
+    int8_microkernel::tile_i8::<Maddubs, __m256, ROWS, 16, L1>(groups, b, t)
 }
 
 /// Eight ones (all bits set) then eight zeros: the 8 lanes from index
@@ -123,6 +253,10 @@ unsafe impl F32Vec for __m256 {
     unsafe fn load_bf16(p: *const u16) -> Self {
         let wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
         _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
+    }
+    #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self {
+        _mm256_cvtepi32_ps(_mm256_loadu_si256(p.cast()))
     }
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {

@@ -2,9 +2,11 @@
 //! the 32 registers), attention head tiles of 6 queries x 4 vectors, and
 //! the int8 micro-kernel on AVX-512 VNNI (`vpdpbusd`).
 
-use super::microkernel::{self, dispatch_tile, Spread};
+use super::int8_microkernel::{self, DotVec};
+use super::microkernel::{self, dispatch_tile};
 use super::spread_into_l1;
-use crate::kernels::int8::TileI8;
+use crate::kernels::int8::tile::TileI8;
+use crate::kernels::int8::Int8Dot;
 use crate::kernels::isa::{Isa, Kernel, SimdOp};
 use crate::kernels::packed::{with_rows, PanelType, Tile};
 use crate::kernels::simd::F32Vec;
@@ -28,9 +30,12 @@ unsafe impl Isa for Avx512 {
         *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
     }
 
-    fn int8() -> bool {
+    const INT8_DOTS: &'static [Int8Dot] = &[Int8Dot::Vnni];
+
+    fn int8(dot: Int8Dot) -> bool {
         static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| Self::detected() && is_x86_feature_detected!("avx512vnni"))
+        dot == Int8Dot::Vnni
+            && *HAS.get_or_init(|| Self::detected() && is_x86_feature_detected!("avx512vnni"))
     }
 
     #[inline(always)]
@@ -42,7 +47,8 @@ unsafe impl Isa for Avx512 {
         dispatch_tile!(12, kernel, dtype, rows, (kc, b, t))
     }
 
-    unsafe fn tile_i8(rows: usize, groups: usize, b: *const u8, t: &TileI8) {
+    unsafe fn tile_i8(dot: Int8Dot, rows: usize, groups: usize, b: *const u8, t: &TileI8) {
+        debug_assert!(dot == Int8Dot::Vnni);
         if spread_into_l1() {
             with_rows!(12, rows, |R| kernel_i8::<R, true>(groups, b, t))
         } else {
@@ -116,6 +122,10 @@ unsafe impl F32Vec for __m512 {
     unsafe fn load_bf16(p: *const u16) -> Self {
         let wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
         _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
+    }
+    #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self {
+        _mm512_cvtepi32_ps(_mm512_loadu_si512(p.cast()))
     }
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {
@@ -231,54 +241,50 @@ unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
     out
 }
 
-/// The int8 micro-kernel (see [`crate::kernels::int8`]): `ROWS x 32`
-/// outputs from `groups` groups of four depths, `u8 x i8` products summed
-/// in i32 by `vpdpbusd`, then `y = s_m s_n (acc - offset_n) + b_n (+ y)`.
+/// A vector of 16 i32 sums, accumulated by AVX-512 VNNI's `vpdpbusd`
+/// (`u8 x i8`: the activation bytes `p + 128` as they are).
+#[derive(Clone, Copy)]
+struct Vnni512(__m512i);
+
+// SAFETY: each method is the AVX-512F / AVX-512 VNNI instruction its doc
+// describes; `tile_i8` runs it only where the CPU has both.
+unsafe impl DotVec for Vnni512 {
+    const LANES: usize = 16;
+    const UNSIGNED: bool = true;
+    type Row = __m512i;
+
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Vnni512(_mm512_setzero_si512())
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> Self {
+        Vnni512(_mm512_loadu_si512(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn row(four: i32) -> __m512i {
+        _mm512_set1_epi32(four)
+    }
+    #[inline(always)]
+    unsafe fn dot(self, a: __m512i, b: Self) -> Self {
+        Vnni512(_mm512_dpbusd_epi32(self.0, a, b.0))
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        Vnni512(_mm512_sub_epi32(self.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut i32) {
+        _mm512_storeu_si512(p.cast(), self.0)
+    }
+}
+
+/// The int8 micro-kernel on AVX-512 VNNI (see [`int8_microkernel::tile_i8`]).
 ///
 /// # Safety
-/// The CPU has AVX-512F and AVX-512 VNNI. `b` points at `groups * 4 * 32`
-/// bytes of panel; `t.a` at `ROWS` rows of `groups * 4` bytes (stride
-/// `t.lda`); `t.row_scale` at `ROWS` f32; `t.scale`, `t.offset` (and
-/// `t.bias` unless null) at 32 elements; `t.c` at `ROWS` rows of
-/// `t.n_valid` f32 (stride `t.ldc`) that only this call accesses.
+/// The CPU has AVX-512F and AVX-512 VNNI; the rest as
+/// [`int8_microkernel::tile_i8`].
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn kernel_i8<const ROWS: usize, const L1: bool>(groups: usize, b: *const u8, t: &TileI8) {
-    const NR: usize = 32;
-    let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
-    let mut share = Spread::<L1>::new(t.next, t.next_lines, groups);
-    for g in 0..groups {
-        share.step();
-        let b0 = _mm512_loadu_si512(b.add(g * 4 * NR).cast());
-        let b1 = _mm512_loadu_si512(b.add(g * 4 * NR + 64).cast());
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let four = t.a.add(r * t.lda + 4 * g).cast::<i32>().read_unaligned();
-            let av = _mm512_set1_epi32(four);
-            acc[0] = _mm512_dpbusd_epi32(acc[0], av, b0);
-            acc[1] = _mm512_dpbusd_epi32(acc[1], av, b1);
-        }
-    }
-    let (m0, m1) = (lanes(t.n_valid), lanes(t.n_valid.saturating_sub(16)));
-    let scale = [_mm512_maskz_loadu_ps(m0, t.scale), _mm512_maskz_loadu_ps(m1, t.scale.add(16))];
-    let offset =
-        [_mm512_maskz_loadu_epi32(m0, t.offset), _mm512_maskz_loadu_epi32(m1, t.offset.add(16))];
-    let bias = if t.bias.is_null() {
-        [_mm512_setzero_ps(); 2]
-    } else {
-        [_mm512_maskz_loadu_ps(m0, t.bias), _mm512_maskz_loadu_ps(m1, t.bias.add(16))]
-    };
-    for (r, acc) in acc.iter().enumerate() {
-        let c = t.c.add(r * t.ldc);
-        let sa = _mm512_set1_ps(*t.row_scale.add(r));
-        let mut v = [_mm512_setzero_ps(); 2];
-        for h in 0..2 {
-            let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[h], offset[h]));
-            v[h] = _mm512_fmadd_ps(_mm512_mul_ps(exact, scale[h]), sa, bias[h]);
-        }
-        if t.load_c {
-            v[0] = _mm512_add_ps(v[0], _mm512_maskz_loadu_ps(m0, c));
-            v[1] = _mm512_add_ps(v[1], _mm512_maskz_loadu_ps(m1, c.add(16)));
-        }
-        _mm512_mask_storeu_ps(c, m0, v[0]);
-        _mm512_mask_storeu_ps(c.add(16), m1, v[1]);
-    }
+    int8_microkernel::tile_i8::<Vnni512, __m512, ROWS, 32, L1>(groups, b, t)
 }
