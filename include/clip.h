@@ -142,8 +142,8 @@ typedef enum clip_precision {
     CLIP_PRECISION_INT8 = 1
 } clip_precision;
 
-/* 1 if this CPU runs CLIP_PRECISION_INT8 with int8 arithmetic (today: the
-   avx512 kernel on a CPU with AVX-512 VNNI), else 0 (INT8 then computes as
+/* 1 if this CPU runs CLIP_PRECISION_INT8 with int8 arithmetic (every kernel
+   but avx512 on a CPU without AVX-512 VNNI), else 0 (INT8 then computes as
    FULL). */
 CLIP_API int clip_int8_supported(void);
 
@@ -152,9 +152,20 @@ CLIP_API int clip_int8_supported(void);
    freed. Chosen once per process: the fastest this CPU supports, or the one
    the CLIP_KERNEL environment variable names (read at the first call that
    needs it). NULL, with clip_last_error() saying why, when CLIP_KERNEL names
-   a kernel that does not exist or that this CPU cannot run; clip_model_load
-   then fails too (CLIP_ERR_INVALID_ARGUMENT or CLIP_ERR_UNSUPPORTED). */
+   a kernel that does not exist or that this CPU cannot run, or CLIP_INT8_DOT
+   int8 instructions (see clip_int8_dot_name); clip_model_load then fails too
+   (CLIP_ERR_INVALID_ARGUMENT or CLIP_ERR_UNSUPPORTED). */
 CLIP_API const char *clip_kernel_name(void);
+
+/* The instructions the kernel's int8 products run: "vnni" (AVX-512 VNNI or
+   AVX-VNNI), "maddubs" (AVX2 alone), "sdot" (aarch64 dot product), "smull"
+   (aarch64 widening multiplies) or "scalar" (the gemm kernel), or "none"
+   when the kernel has none and CLIP_PRECISION_INT8 computes as FULL; a
+   static string. Every one gives the same numbers. The CLIP_INT8_DOT
+   environment variable forces one the kernel has; NULL, with
+   clip_last_error() saying why, when CLIP_KERNEL or CLIP_INT8_DOT is
+   invalid (clip_model_load then fails too). */
+CLIP_API const char *clip_int8_dot_name(void);
 
 /*
  * Load options. Initialise with clip_model_options_init(), then set fields.

@@ -282,17 +282,20 @@ fn info_reports_the_kernel_and_clip_kernel_forces_it() {
     let supported: Vec<&str> = Kernel::supported_all().iter().map(|k| k.name()).collect();
     assert_eq!(info["kernel"]["supported"], serde_json::json!(supported));
     assert_eq!(info["kernel"]["int8"], active.has_int8());
+    assert_eq!(info["kernel"]["int8_dot"], serde_json::json!(active.int8_dot().map(|d| d.name())));
     let with_kernel = |value: &str, args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_clip"))
             .args(args)
             .current_dir(root())
             .env("CLIP_KERNEL", value)
+            .env_remove("CLIP_INT8_DOT")
             .output()
             .expect("cannot run clip")
     };
     let o = with_kernel("gemm", &["info"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("kernel:         gemm (forced by CLIP_KERNEL"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("int8 products: scalar"), "{}", stdout(&o));
     let other = if cfg!(target_arch = "x86_64") { "neon" } else { "avx512" };
     for (value, code) in [("sse9", 2), (other, 1)] {
         let o = with_kernel(value, &["embed", "--text", "a red circle"]);

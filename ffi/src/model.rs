@@ -5,7 +5,7 @@ use crate::args::{mul, out_arg, path_arg, slice_arg, write_opt};
 use crate::status::{guard, guard_value, ClipStatus, FfiError, FfiResult};
 use clip::config::ModelConfig;
 use clip::image_processing::{AlphaPolicy, CLIPImageProcessor, ImageLimits, ImageProcessorConfig};
-use clip::kernels::Kernel;
+use clip::kernels::{Int8Dot, Kernel};
 use clip::tokenizer::CLIPTokenizer;
 use clip::weights::WeightStore;
 use clip::{CLIPModel, CLIPProcessor, Pipeline, Precision};
@@ -327,12 +327,12 @@ fn finish(
         log: Logger { f: opts.raw.log_fn, user_data: opts.raw.log_user_data },
     };
     let size = m.pipeline.processor().image_processor.output_size();
-    let precision = match m.pipeline.model().precision() {
-        Precision::Int8 if Precision::int8_supported() => "int8 precision",
-        Precision::Int8 => {
-            "int8 precision (computed in full precision: no int8 arithmetic on this CPU)"
+    let precision = match (m.pipeline.model().precision(), Precision::int8_dot()) {
+        (Precision::Int8, Some(dot)) => format!("int8 precision ({dot} products)"),
+        (Precision::Int8, None) => {
+            "int8 precision (computed in full precision: no int8 arithmetic on this CPU)".into()
         }
-        Precision::Full => "full precision",
+        (Precision::Full, _) => "full precision".to_string(),
     };
     m.log(
         LogLevel::Info,
@@ -653,6 +653,28 @@ pub extern "C" fn clip_int8_supported() -> c_int {
 #[no_mangle]
 pub extern "C" fn clip_kernel_name() -> *const c_char {
     guard_value(|| Ok(kernel_cname(clip::kernels::active_kernel()?))).unwrap_or(std::ptr::null())
+}
+
+/// `clip_int8_dot_name`: the instructions of the kernel's int8 products, as
+/// a static NUL-terminated name (`"none"` without int8 products); NULL (with
+/// the last error set) as [`clip_kernel_name`].
+#[no_mangle]
+pub extern "C" fn clip_int8_dot_name() -> *const c_char {
+    guard_value(|| {
+        let dot = clip::kernels::active_kernel()?.int8_dot();
+        let name: &'static CStr = match dot {
+            None => c"none",
+            Some(Int8Dot::Vnni) => c"vnni",
+            Some(Int8Dot::Maddubs) => c"maddubs",
+            Some(Int8Dot::Sdot) => c"sdot",
+            Some(Int8Dot::Smull) => c"smull",
+            Some(Int8Dot::Scalar) => c"scalar",
+            Some(_) => c"unknown",
+        };
+        debug_assert_eq!(name.to_str(), Ok(dot.map_or("none", |d| d.name())));
+        Ok(name.as_ptr())
+    })
+    .unwrap_or(std::ptr::null())
 }
 
 /// The kernel's name as a static C string.

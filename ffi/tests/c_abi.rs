@@ -443,37 +443,43 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-/// `clip_kernel_name` and `CLIP_KERNEL`: unset, the name is the kernel
-/// the Rust API reports (detected, or forced by the environment this test
-/// runs in); forced to `gemm` (every CPU runs it), it says so and loads;
-/// forced to a name that does not exist, or to the other architecture's
-/// kernel, the name is NULL, loading fails with INVALID_ARGUMENT or
-/// UNSUPPORTED, and both messages name the variable's value.
+/// `clip_kernel_name`, `clip_int8_dot_name`, `CLIP_KERNEL` and
+/// `CLIP_INT8_DOT`: unset, the names are the detected kernel's and its
+/// int8 instructions'; forced to `gemm` (every CPU runs it), it says so
+/// (int8 on `scalar`) and loads; forced to a name that does not exist, or
+/// to the other architecture's kernel, the names are NULL, loading fails
+/// with INVALID_ARGUMENT or UNSUPPORTED, and the messages name the
+/// variable's value; the same for an int8 variant that does not exist or
+/// that the gemm kernel does not have.
 #[test]
 fn kernel_is_reported_and_forced() {
     let demo = root().join("assets/demo-model");
     let exe = build("kernel", &[c_src("kernel.c")], Link::Shared, &[]);
-    let run_with = |value: Option<&str>| {
+    let run_env = |kernel: Option<&str>, dot: Option<&str>| {
         let mut cmd = Command::new(&exe);
         cmd.arg(&demo);
-        match value {
-            Some(v) => cmd.env("CLIP_KERNEL", v),
-            None => cmd.env_remove("CLIP_KERNEL"),
-        };
+        for (var, value) in [("CLIP_KERNEL", kernel), ("CLIP_INT8_DOT", dot)] {
+            match value {
+                Some(v) => cmd.env(var, v),
+                None => cmd.env_remove(var),
+            };
+        }
         let out = cmd.output().expect("cannot run the C program");
-        assert!(out.status.success(), "CLIP_KERNEL={value:?}: {}", text(&out.stderr));
+        assert!(out.status.success(), "CLIP_KERNEL={kernel:?}: {}", text(&out.stderr));
         text(&out.stdout)
     };
-    let detected = clip::kernels::Kernel::detected().name();
+    let run_with = |value: Option<&str>| run_env(value, None);
+    let detected = clip::kernels::Kernel::detected();
     let stdout = run_with(None);
     let got = keyed_lines(&stdout);
-    assert_eq!(got["kernel"], [detected], "{stdout}");
+    assert_eq!(got["kernel"], [detected.name()], "{stdout}");
+    assert_eq!(got["int8"], [detected.int8_dot().map_or("none", |d| d.name())], "{stdout}");
     assert_eq!(got["load"], ["CLIP_OK"], "{stdout}");
     let stdout = run_with(Some("gemm"));
     let got = keyed_lines(&stdout);
     assert_eq!(
-        (&got["kernel"][..], &got["load"][..]),
-        (&["gemm".to_string()][..], &["CLIP_OK".to_string()][..])
+        (&got["kernel"][..], &got["int8"][..], &got["load"][..]),
+        (&["gemm".to_string()][..], &["scalar".to_string()][..], &["CLIP_OK".to_string()][..])
     );
     let other = if cfg!(target_arch = "x86_64") { "neon" } else { "avx2" };
     for (value, status) in [("sse9", "CLIP_ERR_INVALID_ARGUMENT"), (other, "CLIP_ERR_UNSUPPORTED")]
@@ -482,10 +488,23 @@ fn kernel_is_reported_and_forced() {
         let got = keyed_lines(&stdout);
         assert_eq!(got["kernel"], ["NULL"], "{stdout}");
         assert_eq!(got["load"], [status], "{stdout}");
-        for key in ["kernel_error", "load_error"] {
+        assert_eq!(got["int8"], ["NULL"], "{stdout}");
+        for key in ["kernel_error", "int8_error", "load_error"] {
             let message = got[key].join(" ");
             assert!(message.contains(&format!("CLIP_KERNEL={value}")), "{key}: {message}");
         }
+    }
+    for (dot, status) in [("sse9", "CLIP_ERR_INVALID_ARGUMENT"), ("sdot", "CLIP_ERR_UNSUPPORTED")] {
+        let stdout = run_env(Some("gemm"), Some(dot));
+        let got = keyed_lines(&stdout);
+        assert_eq!(
+            (&got["kernel"][..], &got["int8"][..]),
+            (&["NULL".to_string()][..], &["NULL".to_string()][..]),
+            "{stdout}"
+        );
+        assert_eq!(got["load"], [status], "{stdout}");
+        let message = got["load_error"].join(" ");
+        assert!(message.contains(&format!("CLIP_INT8_DOT={dot}")), "{message}");
     }
 }
 

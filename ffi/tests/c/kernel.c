@@ -1,6 +1,7 @@
 /*
- * clip_kernel_name() and the CLIP_KERNEL environment variable: prints the
- * kernel's name (or "NULL" and the last error), then loads MODEL_DIR and
+ * clip_kernel_name(), clip_int8_dot_name() and the CLIP_KERNEL and
+ * CLIP_INT8_DOT environment variables: prints the kernel's name and its int8
+ * instructions' (or "NULL" and the last error), then loads MODEL_DIR and
  * prints the status name (and the error message on failure).
  *
  * usage: kernel MODEL_DIR
@@ -22,6 +23,13 @@ int main(int argc, char **argv) {
     } else {
         printf("kernel NULL\n");
         printf("kernel_error %s\n", clip_last_error());
+    }
+    name = clip_int8_dot_name();
+    if (name) {
+        printf("int8 %s\n", name);
+    } else {
+        printf("int8 NULL\n");
+        printf("int8_error %s\n", clip_last_error());
     }
     clip_model_options_init(&opts);
     s = clip_model_load(argv[1], &opts, &model);

@@ -22,10 +22,11 @@ pub struct ModelArg {
     /// preprocessor files). Default: the small demo model built into clip.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Compute with int8 weights and activations: faster where the kernel
-    /// has int8 products (today the avx512 kernel on CPUs with AVX-512 VNNI;
-    /// `clip info` says), at a small cost in accuracy (see the README).
-    /// Elsewhere this changes nothing.
+    /// Compute with int8 weights and activations: faster (most with VNNI or
+    /// SDOT instructions; `clip info` says which run), at a small cost in
+    /// accuracy (see the README). On the avx512 kernel of a CPU without
+    /// AVX-512 VNNI, the one kernel without int8 products, this changes
+    /// nothing.
     #[arg(long)]
     pub int8: bool,
 }

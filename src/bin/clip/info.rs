@@ -28,7 +28,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     // Loading succeeded, so the kernel choice is valid.
     let kernel = clip::kernels::active_kernel()?;
     let supported: Vec<&str> = Kernel::supported_all().iter().map(|k| k.name()).collect();
-    let int8 = kernel.has_int8();
+    let int8 = kernel.int8_dot();
     let out = serde_json::json!({
         "model": args.model.describe(),
         "architecture": "CLIPModel",
@@ -52,7 +52,10 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         "preprocessing": serde_json::to_value(pp).unwrap_or(serde_json::Value::Null),
         "tokenizer": { "source": tok.source(), "vocab_size": tok.vocab_size() },
         "threads": pipeline.num_threads(),
-        "kernel": { "active": kernel.name(), "supported": supported, "int8": int8 },
+        "kernel": {
+            "active": kernel.name(), "supported": supported,
+            "int8": int8.is_some(), "int8_dot": int8.map(|d| d.name()),
+        },
     });
     if args.json {
         println!("{out}");
@@ -101,7 +104,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     println!(
         "kernel:         {kernel} ({}; int8 products: {}; this CPU runs: {})",
         if forced { "forced by CLIP_KERNEL" } else { "detected" },
-        if int8 { "yes" } else { "no, --int8 computes in f32" },
+        int8.map_or("none, --int8 computes in f32", |d| d.name()),
         supported.join(", ")
     );
     Ok(())
