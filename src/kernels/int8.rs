@@ -3,8 +3,9 @@
 //!
 //! Weights are quantised once, symmetrically per output feature
 //! (`w ≈ s_n q`, `q` in [-127, 127]); each product quantises its input rows
-//! symmetrically per row (`x ≈ s_m p`, `p` in [-127, 127], stored as
-//! `p + 128` in u8). The instruction set's int8 micro-kernel
+//! symmetrically per row (`x ≈ s_m p`, `p` in [-127, 127], stored as i8,
+//! or as `p + 128` in u8 for VNNI's unsigned x signed instruction). The
+//! instruction set's int8 micro-kernel
 //! ([`Isa::tile_i8`], with the instructions [`Int8Dot`] names) sums
 //! `p q` over the depth in i32, exactly, and the shared epilogue
 //! ([`tile::finish`]) scales: `y = s_m s_n sum_k p q + b`. The sums being
@@ -140,6 +141,7 @@ impl Int8Linear {
             a.resize(m * lda, 0);
         }
         let k = self.k;
+        let unsigned = self.dot.unsigned_rows();
         let mut row_scale = vec![0.0f32; m];
         // Rows `r0..` of `x` into `a` and their scales into `scales`.
         let quantize = |r0: usize, a: &mut [u8], scales: &mut [f32]| {
@@ -150,9 +152,9 @@ impl Int8Linear {
                     Some(ln) => {
                         normed.resize(k, 0.0);
                         normalize_row(row, ln, &mut normed);
-                        quantize_row(&normed, dst)
+                        quantize_row(&normed, dst, unsigned)
                     }
-                    None => quantize_row(row, dst),
+                    None => quantize_row(row, dst, unsigned),
                 };
             }
         };
@@ -261,23 +263,40 @@ thread_local! {
 }
 
 vectorized!(
-    /// Quantises one row to u8 (`round(x / s) + 128`), returning `s`.
-    fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 = quantize_row_body
+    /// Quantises one row to bytes `p = round(x / s)` as i8, returning `s`.
+    fn quantize_row_signed(row: &[f32], dst: &mut [u8]) -> f32 = quantize_row_body::<false>
 );
 
+vectorized!(
+    /// Quantises one row to bytes `p + 128` (`p = round(x / s)`), returning
+    /// `s`.
+    fn quantize_row_unsigned(row: &[f32], dst: &mut [u8]) -> f32 = quantize_row_body::<true>
+);
+
+/// Quantises one row to bytes `p = round(x / s)`, as i8 or (`UNSIGNED`) as
+/// `p + 128` in u8, returning `s`.
+fn quantize_row(row: &[f32], dst: &mut [u8], unsigned: bool) -> f32 {
+    if unsigned {
+        quantize_row_unsigned(row, dst)
+    } else {
+        quantize_row_signed(row, dst)
+    }
+}
+
 #[inline(always)]
-fn quantize_row_body(row: &[f32], dst: &mut [u8]) -> f32 {
+fn quantize_row_body<const UNSIGNED: bool>(row: &[f32], dst: &mut [u8]) -> f32 {
     let amax = lane_fold::<f32, 16>(row, 0.0, |a, v| a.max(v.abs()), f32::max);
     let s = if amax > 0.0 && amax.is_finite() { amax / 127.0 } else { 1.0 };
     let inv = 1.0 / s;
-    // Adding 1.5 * 2^23 + 128 rounds `q + 128` to an integer (ties to even,
-    // as `round_ties_even(q) + 128`: the constant is even) and leaves it in
-    // the low mantissa bits; read from there, without a float-to-int cast
+    // Adding 1.5 * 2^23 rounds `q` to an integer (ties to even, as
+    // `round_ties_even`: the constant is even) and leaves `2^22 + q` in the
+    // mantissa, whose low byte is `q` in two's complement (`q + 128` when
+    // 128 more is added); read from there, without a float-to-int cast
     // (which saturates and would keep the loop scalar).
-    const ROUND_PLUS_128: f32 = 12_583_040.0;
+    let round = if UNSIGNED { 12_583_040.0f32 } else { 12_582_912.0f32 };
     for (d, &v) in dst.iter_mut().zip(row) {
         let q = (v * inv).clamp(-127.0, 127.0);
-        *d = ((q + ROUND_PLUS_128).to_bits() & 0xff) as u8;
+        *d = ((q + round).to_bits() & 0xff) as u8;
     }
     s
 }
@@ -347,10 +366,10 @@ mod tests {
         }
     }
 
-    /// The vectorised quantisation, on every kernel's instruction set, gives exactly the plain formula,
-    /// `round_ties_even(v / s) + 128` clamped to [1, 255] with `s` = max|v| /
-    /// 127, for every row length (lane tails) and at exact ties (x.5 after
-    /// scaling).
+    /// The vectorised quantisation, on every kernel's instruction set, gives
+    /// exactly the plain formula, `round_ties_even(v / s)` clamped to [-127,
+    /// 127] with `s` = max|v| / 127, as i8 and as u8 plus 128, for every row
+    /// length (lane tails) and at exact ties (x.5 after scaling).
     #[test]
     fn quantize_row_is_exact() {
         let kernels = Kernel::supported_all();
@@ -361,13 +380,19 @@ mod tests {
             for (i, v) in row.iter_mut().enumerate().skip(1).step_by(3) {
                 *v = (i % 200) as f32 - 100.5;
             }
-            let mut got = vec![0u8; len];
-            let s = isa::vectorize_on(kernel, || quantize_row_body(&row, &mut got));
-            let amax = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-            assert_eq!(s, amax / 127.0);
-            for (i, (&g, &v)) in got.iter().zip(&row).enumerate() {
-                let want = ((v * (1.0 / s)).clamp(-127.0, 127.0).round_ties_even() + 128.0) as u8;
-                assert_eq!(g, want, "{kernel} len {len}, [{i}] = {v}");
+            for unsigned in [false, true] {
+                let mut got = vec![0u8; len];
+                let s = isa::vectorize_on(kernel, || match unsigned {
+                    true => quantize_row_body::<true>(&row, &mut got),
+                    false => quantize_row_body::<false>(&row, &mut got),
+                });
+                let amax = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                assert_eq!(s, amax / 127.0);
+                for (i, (&g, &v)) in got.iter().zip(&row).enumerate() {
+                    let p = (v * (1.0 / s)).clamp(-127.0, 127.0).round_ties_even() as i8;
+                    let want = if unsigned { (i16::from(p) + 128) as u8 } else { p as u8 };
+                    assert_eq!(g, want, "{kernel} len {len}, [{i}] = {v}, unsigned {unsigned}");
+                }
             }
         }
     }

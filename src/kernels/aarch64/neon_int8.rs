@@ -1,9 +1,9 @@
 //! The NEON int8 micro-kernels (see [`TileI8`]): `sdot` where the CPU has
 //! the dot-product extension, widening multiplies (`smull`, `smlal`,
 //! `sadalp`) on any aarch64 CPU. Both read a row's activations 16 bytes (4
-//! groups of four depths) at a time, turn the bytes `p + 128` into the
-//! signed `p` (one `eor`), and sum `p q` exactly in i32; [`finish`] writes
-//! the outputs, the same bits as on every other instruction set.
+//! groups of four depths) at a time, as signed bytes `p`, and sum `p q`
+//! exactly in i32; [`finish`] writes the outputs, the same bits as on every
+//! other instruction set.
 //!
 //! Like the f32 micro-kernel, these ignore the tile's prefetch hints.
 
@@ -15,15 +15,14 @@ use std::mem::MaybeUninit;
 /// Columns of an int8 tile: two vectors of four i32 sums.
 pub(super) const NR: usize = 8;
 
-/// Row `r`'s activations for groups `g..g + 4` as signed bytes `p`.
+/// Row `r`'s activations `p` for groups `g..g + 4`.
 ///
 /// # Safety
 /// The CPU has NEON; the row holds 16 bytes from group `g` (the quantised
 /// rows have 64 bytes of slack past the depth).
 #[inline(always)]
 unsafe fn signed_row(t: &TileI8, r: usize, g: usize) -> int8x16_t {
-    let bytes = vld1q_u8(t.a.add(r * t.lda + 4 * g));
-    vreinterpretq_s8_u8(veorq_u8(bytes, vdupq_n_u8(0x80)))
+    vld1q_s8(t.a.add(r * t.lda + 4 * g).cast())
 }
 
 /// `acc + sum_i b[4 j + i] a[4 L + i]` in lane `j`: `sdot` by element.

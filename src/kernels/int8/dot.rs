@@ -52,6 +52,14 @@ impl Int8Dot {
     }
 }
 
+impl Int8Dot {
+    /// Whether the instructions multiply unsigned activation bytes (`p +
+    /// 128`; VNNI's `vpdpbusd`) rather than signed ones (`p`).
+    pub(crate) fn unsigned_rows(self) -> bool {
+        self == Int8Dot::Vnni
+    }
+}
+
 impl std::fmt::Display for Int8Dot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -9,10 +9,11 @@ use crate::kernels::simd::F32Vec;
 ///
 /// The panel `b` holds `groups` blocks of `NR x 4` i8 weights `q` (four
 /// consecutive depths of each column in turn); row `r` of `a` holds its
-/// quantised activations `p` as bytes `p + 128` (`p` in [-127, 127], so
-/// bytes 1 to 255), zero past the depth: each micro-kernel sums
-/// `p q`, exactly, in i32 (instructions that multiply the unsigned bytes
-/// subtract `offset`).
+/// quantised activations `p` (in [-127, 127]) as i8, or as u8 `p + 128`
+/// for the instructions that multiply unsigned bytes
+/// ([`Int8Dot::unsigned_rows`](super::Int8Dot::unsigned_rows)), whatever
+/// past the depth (the weights are zero there): each micro-kernel sums
+/// `p q`, exactly, in i32 (those on unsigned bytes subtract `offset`).
 #[derive(Clone, Copy)]
 // The offsets and the prefetch hints are read by the x86 kernels only.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -89,7 +90,7 @@ pub(crate) unsafe fn scalar<const ROWS: usize, const NR: usize>(
             let block = &panel[g * 4 * NR..][..4 * NR];
             for (s, q) in sums.iter_mut().zip(block.chunks_exact(4)) {
                 let dot: i32 =
-                    four.iter().zip(q).map(|(&a, &q)| (i32::from(a) - 128) * i32::from(q)).sum();
+                    four.iter().zip(q).map(|(&p, &q)| i32::from(p as i8) * i32::from(q)).sum();
                 *s += dot;
             }
         }

@@ -132,10 +132,10 @@ unsafe impl DotVec for AvxVnni {
 
 /// A vector of 8 i32 sums, accumulated with AVX2 alone: `vpmaddubsw`
 /// multiplies unsigned by signed bytes and adds pairs into i16, which
-/// would saturate on the bytes `p + 128`; it is given `|p|` (at most 127)
-/// and the weights with `p`'s sign (`vpsignb`), so that a pair is at most
-/// `2 x 127 x 127 < 2^15`, exact; `vpmaddwd` by ones adds the pairs into
-/// i32.
+/// would saturate on the bytes `p + 128`; it is given the signed `p`'s
+/// `|p|` (at most 127) and the weights with `p`'s sign (`vpsignb`), so that
+/// a pair is at most `2 x 127 x 127 < 2^15`, exact; `vpmaddwd` by ones adds
+/// the pairs into i32.
 #[derive(Clone, Copy)]
 struct Maddubs(__m256i);
 
@@ -161,7 +161,7 @@ unsafe impl DotVec for Maddubs {
     }
     #[inline(always)]
     unsafe fn row(four: i32) -> (__m256i, __m256i) {
-        let p = _mm256_xor_si256(_mm256_set1_epi32(four), _mm256_set1_epi8(-128));
+        let p = _mm256_set1_epi32(four);
         (p, _mm256_abs_epi8(p))
     }
     #[inline(always)]

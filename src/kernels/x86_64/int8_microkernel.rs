@@ -21,9 +21,9 @@ use std::mem::MaybeUninit;
 pub(crate) unsafe trait DotVec: Copy {
     /// i32 lanes: output columns a vector.
     const LANES: usize;
-    /// Whether [`DotVec::dot`] multiplies the activation bytes `p + 128`
-    /// as they are (unsigned): the sums then exceed `sum p q` by the
-    /// tile's offsets.
+    /// Whether [`DotVec::dot`] multiplies unsigned activation bytes `p +
+    /// 128` (else signed `p`): the sums then exceed `sum p q` by the tile's
+    /// offsets.
     const UNSIGNED: bool;
     /// One row's four activation bytes, prepared for [`DotVec::dot`].
     type Row: Copy;
