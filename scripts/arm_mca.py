@@ -15,7 +15,17 @@ with llvm-objdump, and cuts out two steady-state inner loops:
 A loop is a backward branch and the instructions from its target to it; the
 one kept per function is the loop with the most `fmla` (for `clip`, among
 the instances of `neon::kernel` without widening instructions: those of
-F32 panels). Each runs through `llvm-mca -mtriple=aarch64 -mcpu=X
+F32 panels).
+
+With --int8, the int8 micro-kernels of src/kernels/aarch64/neon_int8.rs
+instead: `sdot` (the dot-product extension; the loop with the most `sdot`
+by element) and `smull` (ARMv8.0 widening multiplies: the loop with the
+most `smull`/`smlal`, whose `sadalp` shares their pipes). The peak of each
+is measured the same way, from 24 independent `sdot` by element or
+`smull`; an `sdot` is 16 multiply-adds, a `smull`/`smlal` 8. Both are
+disassembled and analysed with the dot-product extension enabled
+(-mattr=+dotprod), which the Cortex-A72 lacks: its `sdot` row is only the
+model's view. Each runs through `llvm-mca -mtriple=aarch64 -mcpu=X
 -iterations=1000` for X in cortex-a72, cortex-a76, neoverse-n1. Each row
 names the scheduling model llvm-mca used for X (from its resources' names):
 LLVM 14 and 16 schedule all three with their Cortex-A57 model.
@@ -40,6 +50,7 @@ Usage:
                                      neoverse-n2 model has two FMA pipes)
   --widening                         also the loops of F16 and BF16 panels
                                      (widened in the kernel: small batches)
+  --int8                             the int8 loops (sdot, smull) instead
   --keep DIR                         write each loop's llvm-mca input there
   --verbose                          print each loop and llvm-mca's report
 Environment: CLIP_CROSS_TARGET_DIR (default <repo>/target/aarch64-cross),
@@ -61,6 +72,18 @@ LLVM_MCA = [os.environ.get("LLVM_MCA", "llvm-mca")]
 LLVM_OBJDUMP = os.environ.get("LLVM_OBJDUMP", "llvm-objdump")
 BRANCH = re.compile(r"^(b(\.\w+)?|cbn?z|tbn?z)$")
 WIDENING = ("fcvtl", "shll", "ushll")
+# The multiply-accumulate instructions a loop is measured by, per kind.
+KEY_OPS = {
+    "fmla": ("fmla",),
+    "sdot": ("sdot",),
+    "smull": ("smull", "smull2", "smlal", "smlal2"),
+}
+# A block of independent instructions of each kind: its peak per cycle.
+PEAK_BLOCK = {
+    "fmla": lambda i: f"fmla\tv{i}.4s, v30.4s, v31.s[{i % 4}]",
+    "sdot": lambda i: f"sdot\tv{i}.4s, v30.16b, v31.4b[{i % 4}]",
+    "smull": lambda i: f"smull\tv{i}.8h, v30.8b, v31.8b",
+}
 
 
 def target_dir():
@@ -92,7 +115,7 @@ def functions_from_objdump(binary):
     the number of calls to `core::core_arch` functions (intrinsics left out
     of line)."""
     out = subprocess.run(
-        [LLVM_OBJDUMP, "-d", "-C", "--no-show-raw-insn", binary],
+        [LLVM_OBJDUMP, "-d", "-C", "--no-show-raw-insn", "--mattr=+dotprod", binary],
         check=True,
         capture_output=True,
         text=True,
@@ -172,8 +195,8 @@ def loops_asm(body):
     return loops
 
 
-def best_loop(instances, loops_of, text_of, exclude=(), require=()):
-    """The loop with the most fmla over every instance (ties: the first),
+def best_loop(instances, loops_of, text_of, exclude=(), require=(), key=KEY_OPS["fmla"]):
+    """The loop with the most `key` ops over every instance (ties: the first),
     skipping loops that contain any of `exclude` or none of `require`, as
     instruction texts with the closing branch retargeted to a local
     label."""
@@ -184,7 +207,7 @@ def best_loop(instances, loops_of, text_of, exclude=(), require=()):
             ops = {i.split()[0] for i in ins}
             if ops & set(exclude) or (require and not ops & set(require)):
                 continue
-            n = sum(1 for i in ins if i.startswith("fmla"))
+            n = sum(1 for i in ins if i.split()[0] in key)
             if best is None or n > best[0]:
                 best = (n, ins)
     if best is None:
@@ -209,7 +232,14 @@ def mca(cpu, instructions, keep=None, name=None):
             f.write(src)
     try:
         r = subprocess.run(
-            [LLVM_MCA[0], "-mtriple=aarch64", f"-mcpu={cpu}", f"-iterations={ITERATIONS}", path],
+            [
+                LLVM_MCA[0],
+                "-mtriple=aarch64",
+                f"-mcpu={cpu}",
+                "-mattr=+dotprod",
+                f"-iterations={ITERATIONS}",
+                path,
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -224,12 +254,13 @@ def figure(report, label):
     return float(m.group(1))
 
 
-def fma_peak(cpu, keep=None):
-    """fmla (by element) per cycle on `cpu`'s model (24 independent ones),
-    and the model's name (the prefix of its resources' names: the same
-    model may serve several -mcpu values)."""
-    block = [f"fmla\tv{i}.4s, v30.4s, v31.s[{i % 4}]" for i in range(24)]
-    rep = mca(cpu, block, keep, f"peak-{cpu}")
+def fma_peak(cpu, keep=None, kind="fmla"):
+    """`kind` instructions (fmla by element, sdot by element, smull) per
+    cycle on `cpu`'s model (24 independent ones), and the model's name (the
+    prefix of its resources' names: the same model may serve several -mcpu
+    values)."""
+    block = [PEAK_BLOCK[kind](i) for i in range(24)]
+    rep = mca(cpu, block, keep, f"peak-{kind}-{cpu}")
     m = re.search(r"^\[[0-9.]+\]\s+- (\w+?)Unit", rep, re.M)
     return 24 / figure(rep, "Block RThroughput"), m.group(1) if m else "?", rep
 
@@ -242,6 +273,7 @@ def main():
     ap.add_argument("--cpus", default=",".join(CPUS))
     ap.add_argument("--mca")
     ap.add_argument("--widening", action="store_true")
+    ap.add_argument("--int8", action="store_true")
     ap.add_argument("--keep")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
@@ -254,7 +286,8 @@ def main():
     if args.asm:
         funcs = functions_from_asm(args.asm, args.function)
         kernels = [
-            (name, best_loop(funcs[name], loops_asm, lambda x: x[1])) for name in args.function
+            (name, "fmla", best_loop(funcs[name], loops_asm, lambda x: x[1]))
+            for name in args.function
         ]
     else:
         binary = os.path.join(target_dir(), TARGET, "release", "clip") if args.no_build else build()
@@ -264,9 +297,19 @@ def main():
         theirs = [n for n in funcs if n.startswith("gemm_f32::microkernel::neon::f32::x4x4")]
         if not ours or not theirs:
             sys.exit(f"not found in {binary}: clip's neon::kernel ({ours}) or gemm's x4x4 ({theirs})")
+        int8 = {
+            kind: [
+                b
+                for n in funcs
+                if n.startswith(f"clip::kernels::aarch64::neon_int8::{kind}")
+                for b in funcs[n]
+            ]
+            for kind in ("sdot", "smull")
+        }
         kernels = [
             (
                 "clip",
+                "fmla",
                 best_loop(
                     [b for n in ours for b in funcs[n]],
                     loops_objdump,
@@ -274,14 +317,28 @@ def main():
                     exclude=WIDENING,
                 ),
             ),
-            ("gemm", best_loop(funcs[theirs[0]], loops_objdump, lambda x: x[1])),
+            ("gemm", "fmla", best_loop(funcs[theirs[0]], loops_objdump, lambda x: x[1])),
         ]
+        if args.int8:
+            kernels = [
+                (
+                    f"clip int8 {kind}",
+                    kind,
+                    best_loop(int8[kind], loops_objdump, lambda x: x[1], key=KEY_OPS[kind]),
+                )
+                for kind in ("sdot", "smull")
+            ]
         if args.widening:
             mine = [b for n in ours for b in funcs[n]]
             kernels += [
-                ("clip f16", best_loop(mine, loops_objdump, lambda x: x[1], require=["fcvtl"])),
+                (
+                    "clip f16",
+                    "fmla",
+                    best_loop(mine, loops_objdump, lambda x: x[1], require=["fcvtl"]),
+                ),
                 (
                     "clip bf16",
+                    "fmla",
                     best_loop(
                         mine,
                         loops_objdump,
@@ -291,37 +348,40 @@ def main():
                     ),
                 ),
             ]
-    for name, ins in kernels:
+    for name, kind, ins in kernels:
         if not ins:
-            sys.exit(f"{name}: no loop with fmla found")
+            sys.exit(f"{name}: no loop with {kind} found")
         if args.verbose:
             print(f"--- {name}: {len(ins)} instructions")
             print("\n".join("\t" + i for i in ins))
 
     rows = []
     for cpu in args.cpus.split(","):
-        peak, model, rep = fma_peak(cpu, args.keep)
-        if args.verbose:
-            print(f"--- peak on {cpu}\n{rep}")
-        for name, ins in kernels:
-            rep = mca(cpu, ins, args.keep, f"{name}-{cpu}")
+        peaks = {}
+        for name, kind, ins in kernels:
+            if kind not in peaks:
+                peaks[kind] = fma_peak(cpu, args.keep, kind)
+                if args.verbose:
+                    print(f"--- {kind} peak on {cpu}\n{peaks[kind][2]}")
+            peak, model, _ = peaks[kind]
+            rep = mca(cpu, ins, args.keep, f"{name.replace(' ', '-')}-{cpu}")
             if args.verbose:
                 print(f"--- {name} on {cpu}\n{rep}")
-            fmas = sum(1 for i in ins if i.startswith("fmla"))
+            ops = sum(1 for i in ins if i.split()[0] in KEY_OPS[kind])
             rthr = figure(rep, "Block RThroughput")
             sim = figure(rep, "Total Cycles") / ITERATIONS
-            rows.append((f"{cpu} ({model})", peak, name, len(ins), fmas, rthr, sim))
+            rows.append((f"{cpu} ({model})", kind, peak, name, len(ins), ops, rthr, sim))
 
     print(
-        "| -mcpu (scheduling model) | fmla/cycle (model) | loop | instructions | fmla/iter "
+        "| -mcpu (scheduling model) | op | op/cycle (model) | loop | instructions | op/iter "
         "| Block RThroughput | simulated cycles/iter | peak share (RThroughput) "
         "| peak share (simulated) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for cpu, peak, name, n, fmas, rthr, sim in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for cpu, kind, peak, name, n, ops, rthr, sim in rows:
         print(
-            f"| {cpu} | {peak:.2f} | {name} | {n} | {fmas} | {rthr:.2f} | {sim:.2f} "
-            f"| {100 * fmas / peak / rthr:.1f}% | {100 * fmas / peak / sim:.1f}% |"
+            f"| {cpu} | {kind} | {peak:.2f} | {name} | {n} | {ops} | {rthr:.2f} | {sim:.2f} "
+            f"| {100 * ops / peak / rthr:.1f}% | {100 * ops / peak / sim:.1f}% |"
         )
 
 
