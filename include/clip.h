@@ -136,15 +136,15 @@ typedef enum clip_precision {
     CLIP_PRECISION_FULL = 0,
     /* Int8 weights (one scale per output feature) times int8 activations (one
        scale per row), summed exactly in 32 bits: faster, slightly less
-       accurate. Every linear layer but the patch embedding. On a CPU where
-       clip_int8_supported() is 0 it is accepted and computes exactly as
-       CLIP_PRECISION_FULL. */
+       accurate, the same numbers on every CPU. Every linear layer but the
+       patch embedding. A quantized checkpoint (docs/quantized.md) computes
+       at INT8 when loaded with FULL, the default. */
     CLIP_PRECISION_INT8 = 1
 } clip_precision;
 
-/* 1 if this CPU runs CLIP_PRECISION_INT8 with int8 arithmetic (every kernel
-   but avx512 on a CPU without AVX-512 VNNI), else 0 (INT8 then computes as
-   FULL). */
+/* 1: every CPU runs CLIP_PRECISION_INT8 with int8 arithmetic (the avx512
+   kernel on a CPU without AVX-512 VNNI runs it on the avx2 kernel's). Kept
+   for programs written when some computed INT8 as FULL. */
 CLIP_API int clip_int8_supported(void);
 
 /* The kernel this process computes with: "avx512", "avx2", "neon" or "gemm"
@@ -159,9 +159,10 @@ CLIP_API const char *clip_kernel_name(void);
 
 /* The instructions the kernel's int8 products run: "vnni" (AVX-512 VNNI or
    AVX-VNNI), "maddubs" (AVX2 alone), "sdot" (aarch64 dot product), "smull"
-   (aarch64 widening multiplies) or "scalar" (the gemm kernel), or "none"
-   when the kernel has none and CLIP_PRECISION_INT8 computes as FULL; a
-   static string. Every one gives the same numbers. The CLIP_INT8_DOT
+   (aarch64 widening multiplies) or "scalar" (the gemm kernel); a static
+   string. A kernel without int8 products of its own (avx512 without AVX-512
+   VNNI) runs the avx2 kernel's "maddubs". Every one gives the same numbers,
+   bit for bit. The CLIP_INT8_DOT
    environment variable forces one the kernel has; NULL, with
    clip_last_error() saying why, when CLIP_KERNEL or CLIP_INT8_DOT is
    invalid (clip_model_load then fails too). */
@@ -255,9 +256,9 @@ CLIP_API size_t clip_model_context_length(const clip_model *model);
 /* Threads a call uses; 0 if model is NULL. */
 CLIP_API size_t clip_model_num_threads(const clip_model *model);
 
-/* The clip_precision the model was loaded with (CLIP_PRECISION_INT8 also
-   where clip_int8_supported() is 0 and it computes as FULL); 0
-   (CLIP_PRECISION_FULL) if model is NULL. */
+/* The clip_precision the model computes at: the one it was loaded with,
+   except that a quantized checkpoint (docs/quantized.md) loaded with FULL
+   computes at INT8; 0 (CLIP_PRECISION_FULL) if model is NULL. */
 CLIP_API int32_t clip_model_precision(const clip_model *model);
 
 /* The preprocessed image size the vision tower sees (informational: images of

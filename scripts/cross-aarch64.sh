@@ -371,7 +371,7 @@ for profile in "${PROFILES[@]}"; do
     CLIP_KERNEL=gemm $CARGO test -q --test model_parity --test demo_model --target $TARGET "${rflag[@]}" ||
       fail "parity with CLIP_KERNEL=gemm ($profile)"
     step "int8 tests with CLIP_INT8_DOT=smull ($profile)"
-    CLIP_INT8_DOT=smull $CARGO test -q --test int8_precision --target $TARGET "${rflag[@]}" ||
+    CLIP_INT8_DOT=smull $CARGO test -q --test int8_precision --test quantized --target $TARGET "${rflag[@]}" ||
       fail "int8 with CLIP_INT8_DOT=smull ($profile)"
     timing "$profile build + Rust tests under qemu" $(( $(now) - T0 ))
   fi

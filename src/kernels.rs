@@ -70,6 +70,7 @@ pub use activation::apply_activation;
 pub(crate) use attention::attention_segments_to;
 pub use attention::{attention, attention_picked, attention_segments, AttentionMask, Heads};
 pub use gemm_crate::{gemm_f32, GemmDst, GemmOperand};
+pub(crate) use int8::quantize_weight_row;
 pub use int8::{Int8Dot, INT8_DOT_ENV};
 pub use isa::{active_kernel, Kernel, KERNEL_ENV};
 pub(crate) use linear_product::{Input, LinearProduct, Part, PrecisionHandle};

@@ -29,6 +29,7 @@ pub mod layers;
 pub mod model;
 pub mod pipeline;
 pub mod processor;
+pub mod quantize;
 pub mod tensor;
 pub mod text_model;
 pub mod tokenizer;

@@ -24,6 +24,10 @@ impl<M> Loaded<M> {
         let layers = LayerBuilder::new(&loader);
         let modules = build(&layers)?;
         let precision = layers.precision();
+        if store.is_quantized() {
+            // Full precision would widen the int8 matrices to f32 panels.
+            precision.set(crate::Precision::Int8);
+        }
         let weights = loader.finish()?;
         Ok(Loaded { modules, weights, precision })
     }
@@ -51,7 +55,9 @@ macro_rules! model_class_accessors {
             }
 
             /// How the linear layers compute (default
-            /// [`Precision::Full`](crate::Precision::Full)).
+            /// [`Precision::Full`](crate::Precision::Full);
+            /// [`Precision::Int8`](crate::Precision::Int8) for a quantized
+            /// checkpoint).
             pub fn precision(&self) -> $crate::Precision {
                 self.0.precision().get()
             }
@@ -60,7 +66,9 @@ macro_rules! model_class_accessors {
             /// projections to `precision` (the patch embedding stays full
             /// precision). Int8 weights are quantised on their first use and
             /// kept beside the full-precision panels, so switching back and
-            /// forth costs nothing after the first pass.
+            /// forth costs nothing after the first pass. On a quantized
+            /// checkpoint `Full` computes in f32 with the int8 weights'
+            /// values, widened to f32 panels on first use (4x their memory).
             pub fn set_precision(&mut self, precision: $crate::Precision) {
                 self.0.precision().set(precision)
             }

@@ -281,8 +281,9 @@ fn info_reports_the_kernel_and_clip_kernel_forces_it() {
     assert_eq!(info["kernel"]["active"], active.name());
     let supported: Vec<&str> = Kernel::supported_all().iter().map(|k| k.name()).collect();
     assert_eq!(info["kernel"]["supported"], serde_json::json!(supported));
-    assert_eq!(info["kernel"]["int8"], active.has_int8());
-    assert_eq!(info["kernel"]["int8_dot"], serde_json::json!(active.int8_dot().map(|d| d.name())));
+    assert_eq!(info["kernel"]["int8"], true);
+    let dot = clip::Precision::int8_dot().map(|d| d.name());
+    assert_eq!(info["kernel"]["int8_dot"], serde_json::json!(dot));
     let with_kernel = |value: &str, args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_clip"))
             .args(args)
@@ -341,4 +342,39 @@ fn errors_have_meaningful_exit_codes_and_no_panics() {
     let h = clip_cmd(&["tag", "--help"]);
     assert_eq!(h.status.code(), Some(0));
     assert!(stdout(&h).contains("--labels-file"));
+}
+
+/// `clip quantize --int8` writes a directory that `--model` loads (at int8,
+/// `clip info` says) and that tags the samples as the demo model does; it
+/// needs `--int8` (usage error otherwise) and `--force` to replace its
+/// output (exit 2, naming the flag).
+#[test]
+fn quantize_writes_a_model_directory_that_loads() {
+    let out = scratch("quantize").join("q");
+    let _ = std::fs::remove_dir_all(&out);
+    let out_s = out.to_str().unwrap();
+    let report: Value =
+        serde_json::from_str(&ok(&["quantize", "--int8", "assets/demo-model", out_s, "--json"]))
+            .unwrap();
+    assert!(report["quantized_tensors"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["precision"], "int8");
+    assert!(report["bytes_out"].as_u64() < report["bytes_in"].as_u64(), "{report}");
+    let info: Value = serde_json::from_str(&ok(&["info", "--json", "--model", out_s])).unwrap();
+    assert_eq!(info["precision"], "int8");
+    assert!(info["weights"]["dtypes"]["I8"].as_u64().unwrap() > 0, "{info}");
+    let tag = |model: &[&str]| {
+        let mut args =
+            vec!["tag", "--format", "jsonl", "--labels", "red circle,blue square,green star"];
+        args.extend_from_slice(model);
+        args.extend_from_slice(&["tests/fixtures/demo/00-red-circle.png"]);
+        jsonl(&ok(&args))[0]["labels"][0]["label"].clone()
+    };
+    assert_eq!(tag(&["--model", out_s]), tag(&[]));
+    let o = clip_cmd(&["quantize", "assets/demo-model", out_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = clip_cmd(&["quantize", "--int8", "assets/demo-model", out_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force") && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+    ok(&["quantize", "--int8", "--force", "assets/demo-model", out_s]);
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -321,18 +321,22 @@ fn finish(
     processor.image_processor.limits = opts.limits;
     let mut pipeline =
         Pipeline::new(model, processor).with_threads(opts.raw.num_threads as usize)?;
-    pipeline.set_precision(opts.precision);
+    // A quantized checkpoint loads at int8; FULL, the default, leaves it so.
+    let quantized = pipeline.model().weights_summary().dtypes.contains_key("I8");
+    if !(quantized && opts.precision == Precision::Full) {
+        pipeline.set_precision(opts.precision);
+    }
     let m = ClipModel {
         pipeline,
         log: Logger { f: opts.raw.log_fn, user_data: opts.raw.log_user_data },
     };
     let size = m.pipeline.processor().image_processor.output_size();
-    let precision = match (m.pipeline.model().precision(), Precision::int8_dot()) {
-        (Precision::Int8, Some(dot)) => format!("int8 precision ({dot} products)"),
-        (Precision::Int8, None) => {
-            "int8 precision (computed in full precision: no int8 arithmetic on this CPU)".into()
+    let precision = match m.pipeline.model().precision() {
+        Precision::Int8 => {
+            let dot = Precision::int8_dot().map_or("scalar", |d| d.name());
+            format!("int8 precision ({dot} products)")
         }
-        (Precision::Full, _) => "full precision".to_string(),
+        Precision::Full => "full precision".to_string(),
     };
     m.log(
         LogLevel::Info,
@@ -655,13 +659,14 @@ pub extern "C" fn clip_kernel_name() -> *const c_char {
     guard_value(|| Ok(kernel_cname(clip::kernels::active_kernel()?))).unwrap_or(std::ptr::null())
 }
 
-/// `clip_int8_dot_name`: the instructions of the kernel's int8 products, as
-/// a static NUL-terminated name (`"none"` without int8 products); NULL (with
-/// the last error set) as [`clip_kernel_name`].
+/// `clip_int8_dot_name`: the instructions of the int8 products, as a static
+/// NUL-terminated name; NULL (with the last error set) as
+/// [`clip_kernel_name`].
 #[no_mangle]
 pub extern "C" fn clip_int8_dot_name() -> *const c_char {
     guard_value(|| {
-        let dot = clip::kernels::active_kernel()?.int8_dot();
+        clip::kernels::active_kernel()?;
+        let dot = Precision::int8_dot();
         let name: &'static CStr = match dot {
             None => c"none",
             Some(Int8Dot::Vnni) => c"vnni",

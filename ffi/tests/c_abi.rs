@@ -473,7 +473,8 @@ fn kernel_is_reported_and_forced() {
     let stdout = run_with(None);
     let got = keyed_lines(&stdout);
     assert_eq!(got["kernel"], [detected.name()], "{stdout}");
-    assert_eq!(got["int8"], [detected.int8_dot().map_or("none", |d| d.name())], "{stdout}");
+    let dot = clip::Precision::int8_dot().map_or("none", |d| d.name());
+    assert_eq!(got["int8"], [dot], "{stdout}");
     assert_eq!(got["load"], ["CLIP_OK"], "{stdout}");
     let stdout = run_with(Some("gemm"));
     let got = keyed_lines(&stdout);
@@ -513,15 +514,14 @@ fn kernel_is_reported_and_forced() {
 /// (`tests/fixtures/demo/`), as `tests/int8_precision.rs` measures it:
 /// full precision, the options layout of a `clip.h` older than the field
 /// (full precision), and int8. Each equals the Rust API at that precision
-/// bit for bit. Where the CPU has int8 arithmetic, int8 must change the
+/// bit for bit. Int8 (int8 arithmetic on every CPU) must change the
 /// numbers and stay within cosine 0.9995 of full precision for every text
 /// and image embedding: the threshold `tests/int8_precision.rs` sets for the
 /// demo model (there against PyTorch's f32 outputs, which full precision
 /// matches to 1e-4). The thresholds are the measured values with a margin,
 /// so a broken int8 kernel (wrong scales, offsets or packing) fails them by
 /// far while ordinary quantisation noise passes. Measured here: worst
-/// cosine 0.99995 (texts) and 0.99993 (images). Without int8 arithmetic
-/// `INT8` computes as `FULL` and the comparison is skipped.
+/// cosine 0.99995 (texts) and 0.99993 (images).
 #[test]
 fn precision_is_chosen_at_load() {
     let demo = root().join("assets/demo-model");
@@ -539,8 +539,8 @@ fn precision_is_chosen_at_load() {
     let got = keyed_lines(&stdout);
     let line = |k: &str| got.get(k).unwrap_or_else(|| panic!("no line {k} in\n{stdout}")).clone();
 
-    let supported = Precision::int8_supported();
-    assert_eq!(line("int8_supported"), [u8::from(supported).to_string()]);
+    assert!(Precision::int8_supported());
+    assert_eq!(line("int8_supported"), ["1"]);
     // sizeof, then the offsets of struct_size, num_threads, alpha_policy,
     // log_fn, log_user_data and precision (natural alignment; ffi/src/model.rs
     // checks its Rust struct against the same numbers).
@@ -558,7 +558,7 @@ fn precision_is_chosen_at_load() {
     for (key, want) in [
         ("log_full", "full precision"),
         ("log_old_layout", "full precision"),
-        ("log_int8", if supported { "int8 precision" } else { "no int8 arithmetic" }),
+        ("log_int8", "int8 precision"),
     ] {
         let log = line(key).join(" ");
         assert!(log.starts_with("loaded ") && log.contains(want), "{key}: {log}");
@@ -582,11 +582,6 @@ fn precision_is_chosen_at_load() {
         assert_eq!(&line(key), want, "{key}: C and the Rust API differ");
     }
 
-    if !supported {
-        eprintln!("no int8 arithmetic on this CPU: INT8 computes as FULL, comparison skipped");
-        assert_eq!(rust_int8_images, rust_full_images);
-        return;
-    }
     for what in ["texts", "images"] {
         let full = unhex(&line(&format!("full_{what}")));
         let int8 = unhex(&line(&format!("int8_{what}")));
@@ -596,6 +591,36 @@ fn precision_is_chosen_at_load() {
         println!("int8 vs full precision, {what}: cosine >= {worst:.5}");
         assert!(worst >= 0.9995, "{what}: int8 vs full precision cosine {worst}");
     }
+}
+
+/// A quantized checkpoint (`clip::quantize::quantize_dir` on the demo
+/// model) through `clip_model_load`: it loads at int8 whatever the options
+/// say but for an explicit INT8 (FULL, the default, and an old options
+/// layout leave the checkpoint's own precision), and its embeddings equal
+/// the Rust API's bit for bit.
+#[test]
+fn quantized_checkpoint_loads_from_c() {
+    let dir = std::env::temp_dir().join(format!("clip-c-quantized-{}", std::process::id()));
+    clip::quantize::quantize_dir(&root().join("assets/demo-model"), &dir, true, |_, _| {}).unwrap();
+    let paths = images();
+    let exe = build("precision", &[c_src("precision.c")], Link::Shared, &[]);
+    let mut args: Vec<&Path> = vec![&dir];
+    args.extend(paths.iter().map(PathBuf::as_path));
+    let stdout = run_ok(&exe, &args);
+    let got = keyed_lines(&stdout);
+    let line = |k: &str| got.get(k).unwrap_or_else(|| panic!("no line {k} in\n{stdout}")).clone();
+    let rust = Pipeline::from_dir(&dir).unwrap().with_threads(2).unwrap();
+    assert_eq!(rust.model().precision(), Precision::Int8);
+    let texts = hex(rust.encode_texts(&DEMO_TEXTS).unwrap().data());
+    let images = hex(&rows(rust.encode_image_files(&paths, |_| {})));
+    for name in ["full", "old_layout", "int8"] {
+        assert_eq!(line(&format!("precision_{name}")), ["1"], "{name}");
+        let log = line(&format!("log_{name}")).join(" ");
+        assert!(log.contains("int8 precision"), "{name}: {log}");
+        assert_eq!(line(&format!("{name}_texts")), texts, "{name}: C and Rust differ");
+        assert_eq!(line(&format!("{name}_images")), images, "{name}: C and Rust differ");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

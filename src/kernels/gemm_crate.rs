@@ -161,6 +161,14 @@ pub(crate) fn linear_fallback(
             let dst = (out, out_rs, accumulate);
             linear_widened(w, widen_bf16, lhs, (m, n, k), dst, threads)
         }
+        WeightView::I8 { .. } => {
+            // Full precision on a quantized checkpoint with the gemm kernel:
+            // the matrix widened on every call (int8 is its precision).
+            let w = mat.weight.to_f32_vec();
+            let rhs = GemmOperand { data: &w, row_stride: 1, col_stride: k };
+            let dst = GemmDst { data: out, row_stride: out_rs, accumulate };
+            gemm_f32((m, n, k), dst, lhs, rhs, 1.0, threads);
+        }
     }
 }
 

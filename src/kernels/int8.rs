@@ -16,7 +16,7 @@
 mod dot;
 pub(crate) mod tile;
 
-pub(crate) use dot::check_choice;
+pub(crate) use dot::{check_choice, int8_runner};
 pub use dot::{Int8Dot, INT8_DOT_ENV};
 use tile::TileI8;
 
@@ -29,6 +29,7 @@ use super::packed::{
 };
 use super::simd::lane_fold;
 use super::team;
+use crate::weights::WeightView;
 use rayon::prelude::*;
 
 /// An int8-quantised linear layer (or stacked layers), packed for one
@@ -53,8 +54,8 @@ impl Int8Linear {
     /// Quantises and packs `parts` for the selected kernel and its
     /// [`Int8Dot`]: see [`Int8Linear::quantize_for`].
     pub fn quantize(parts: &[(&Mat, Option<&[f32]>)]) -> Option<Int8Linear> {
-        let kernel = super::isa::selected();
-        Self::quantize_for(kernel, kernel.int8_dot()?, parts)
+        let (kernel, dot) = int8_runner(super::isa::selected());
+        Self::quantize_for(kernel, dot, parts)
     }
 
     /// Quantises and packs `parts` stacked along the output dimension, as
@@ -85,19 +86,25 @@ impl Int8Linear {
                 .zip(offset.par_chunks_mut(nr))
                 .enumerate()
                 .for_each(|(p, ((panel, scale), offset))| {
-                    let mut w = vec![0.0f32; k];
+                    let (mut w, mut q) = (vec![0.0f32; k], vec![0i8; k]);
                     for j in 0..nr.min(n - p * nr) {
                         let (mat, r) = rows[p * nr + j];
-                        mat.weight.row_into(r, &mut w);
-                        let amax = w.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-                        let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+                        scale[j] = match mat.weight.view() {
+                            // A quantized checkpoint's values, as they are.
+                            WeightView::I8 { q: all, scale } => {
+                                q.copy_from_slice(&all[r * k..][..k]);
+                                scale[r]
+                            }
+                            _ => {
+                                mat.weight.row_into(r, &mut w);
+                                quantize_weight_row(&w, &mut q)
+                            }
+                        };
                         let mut sum = 0i32;
-                        for (kk, &v) in w.iter().enumerate() {
-                            let q = (v / s).round_ties_even().clamp(-127.0, 127.0) as i8;
+                        for (kk, &q) in q.iter().enumerate() {
                             panel[(kk / 4) * nr * 4 + j * 4 + kk % 4] = q;
                             sum += i32::from(q);
                         }
-                        scale[j] = s;
                         offset[j] = 128 * sum;
                     }
                 });
@@ -248,6 +255,19 @@ impl Int8Linear {
     }
 }
 
+/// Quantises one weight row symmetrically: `q = round(w / s)` (ties to
+/// even) in [-127, 127] with `s = max |w| / 127` (1 for a zero row),
+/// returning `s`. The scheme of every int8 product and of quantized
+/// checkpoints.
+pub(crate) fn quantize_weight_row(w: &[f32], q: &mut [i8]) -> f32 {
+    let amax = w.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+    for (q, &v) in q.iter_mut().zip(w) {
+        *q = (v / s).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    s
+}
+
 /// A product's input rows, quantised: `scales.len()` rows of u8 at
 /// `stride` bytes, and one scale per row.
 #[derive(Clone, Copy)]
@@ -322,7 +342,7 @@ mod tests {
             .flat_map(|k| k.int8_dots().into_iter().map(move |d| (k, d)))
             .collect();
         for k in Kernel::supported_all().into_iter().filter(|k| k.int8_dots().is_empty()) {
-            println!("skipped {k}: no int8 products on this CPU (int8 computes as f32)");
+            println!("skipped {k}: no int8 products of its own on this CPU (another kernel's run)");
         }
         all
     }

@@ -12,7 +12,7 @@ use super::int8::{Int8Dot, Int8Linear};
 use super::norm::{layer_norm, LayerNorm};
 use super::packed::{Dest, Epilogue, PackedLinear, RowBlocks};
 use crate::error::{Error, Result};
-use crate::weights::WeightTensor;
+use crate::weights::{DType, WeightTensor};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -74,12 +74,22 @@ thread_local! {
 /// `[out, in]` (PyTorch's `nn.Linear` layout, `y = x W^T`).
 #[derive(Clone)]
 pub struct Mat {
-    /// The stored elements (mapped or owned; F32, F16 or BF16).
+    /// The stored elements (mapped or owned; F32, F16, BF16, or I8 with row
+    /// scales).
     pub weight: WeightTensor,
     /// Output features.
     pub out_features: usize,
     /// Input features.
     pub in_features: usize,
+}
+
+impl Mat {
+    /// The same matrix as F32 values (a copy; for I8, `q * scale`).
+    pub(crate) fn widened(&self) -> Mat {
+        let shape = vec![self.out_features, self.in_features];
+        let weight = WeightTensor::from_f32_as(&self.weight.to_f32_vec(), shape, DType::F32);
+        Mat { weight, ..*self }
+    }
 }
 
 /// How linear layers compute.
@@ -92,23 +102,24 @@ pub enum Precision {
     /// Int8 weights (one scale per output feature) times int8 activations
     /// (one scale per row, computed per product), summed exactly in i32:
     /// faster and less accurate (the README states the measured cost), the
-    /// same numbers on every kernel and [`Int8Dot`]. Where the selected
-    /// kernel has no int8 products ([`Kernel::has_int8`](super::Kernel::has_int8):
-    /// only AVX-512 without VNNI) this is the same as `Full`.
+    /// same numbers on every CPU, kernel and [`Int8Dot`]. (The one kernel
+    /// without int8 products of its own, avx512 on a CPU without AVX-512
+    /// VNNI, runs them on the avx2 kernel.)
     Int8,
 }
 
 impl Precision {
-    /// Whether the selected kernel runs [`Precision::Int8`] with int8
-    /// arithmetic on this CPU.
+    /// Whether [`Precision::Int8`] computes with int8 arithmetic: on every
+    /// CPU (kept for callers written when some computed it in f32).
     pub fn int8_supported() -> bool {
         Self::int8_dot().is_some()
     }
 
-    /// The instructions the selected kernel's int8 products run
-    /// ([`Kernel::int8_dot`](super::Kernel::int8_dot)), if it has any.
+    /// The instructions [`Precision::Int8`]'s products run on this CPU (the
+    /// selected kernel's [`Kernel::int8_dot`](super::Kernel::int8_dot), or
+    /// another kernel's where it has none). Always `Some`.
     pub fn int8_dot() -> Option<Int8Dot> {
-        super::isa::selected().int8_dot()
+        Some(super::int8::int8_runner(super::isa::selected()).1)
     }
 }
 
@@ -435,13 +446,7 @@ mod tests {
         let (m, n, k) = (100, 300, 3000);
         let x = pseudo(m * k, 1);
         let p = product(vec![(mat(&pseudo(n * k, 2), n, k, DType::F32), Some(pseudo(n, 3)))]);
-        let mut precisions = vec![Precision::Full];
-        if Precision::int8_supported() {
-            precisions.push(Precision::Int8);
-        } else {
-            println!("int8 not exercised: the selected kernel has no int8 products here");
-        }
-        for precision in precisions {
+        for precision in [Precision::Full, Precision::Int8] {
             p.precision().set(precision);
             for act in [Activation::QuickGelu, Activation::Gelu] {
                 for threads in [1, 2] {
@@ -476,10 +481,6 @@ mod tests {
             Input::Packed(&packed).with_rows(m, k, |inner| assert!(inner == x));
             assert!(rows == normed, "the nested call used a buffer of its own");
         });
-        if !Precision::int8_supported() {
-            println!("skipped the int8 part: the selected kernel has no int8 products here");
-            return;
-        }
         let p = product(vec![(mat(&pseudo(n * k, 4), n, k, DType::F32), Some(pseudo(n, 5)))]);
         p.precision().set(Precision::Int8);
         let act = Epilogue::Activate(Activation::QuickGelu);

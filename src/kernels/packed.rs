@@ -35,7 +35,7 @@ pub(crate) use tasks::{next_share, split_work, threads_for, tile_rows, Share};
 use super::isa::{with_isa, Isa, Kernel};
 use super::linear_product::{Input, Mat};
 use super::simd::F32Vec;
-use crate::weights::WeightView;
+use crate::weights::{DType, WeightView};
 use panels::{pack_panels, Widen};
 
 /// Most rows of a micro-kernel tile over every instruction set (the
@@ -193,11 +193,22 @@ impl PackedLinear {
         if nr == 0 || !kernel.supported() {
             return None;
         }
+        if parts.iter().any(|(m, _)| m.weight.dtype() == DType::I8) {
+            // Full precision on int8 weights: f32 panels of the weights'
+            // values (`q * scale`), widened once.
+            let wide: Vec<Mat> = parts.iter().map(|(m, _)| m.widened()).collect();
+            let wide: Vec<(&Mat, Option<&[f32]>)> =
+                wide.iter().zip(parts).map(|(w, (_, b))| (w, *b)).collect();
+            let packed = Self::pack_for(kernel, &wide);
+            release_pages(parts);
+            return packed;
+        }
         let Stack { k, n, panels, bias, has_bias } = Stack::of(parts, nr)?;
         let dtype_of = |m: &Mat| match m.weight.view() {
             WeightView::F32(_) => PanelType::F32,
             WeightView::F16(_) => PanelType::F16,
             WeightView::BF16(_) => PanelType::BF16,
+            WeightView::I8 { .. } => unreachable!("widened above"),
         };
         let dtype = dtype_of(parts[0].0);
         if parts.iter().any(|(m, _)| dtype_of(m) != dtype) {
@@ -217,6 +228,7 @@ impl PackedLinear {
                         WeightView::F32(v) => bytemuck::cast_slice(v),
                         WeightView::F16(v) => bytemuck::cast_slice(v),
                         WeightView::BF16(v) => bytemuck::cast_slice(v),
+                        WeightView::I8 { .. } => unreachable!("widened above"),
                     };
                     out.extend(all.chunks_exact(k).take(m.out_features));
                 }

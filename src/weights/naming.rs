@@ -148,7 +148,7 @@ pub struct WeightsSummary {
     /// Bytes of parameters copied at load time (small vectors widened to f32,
     /// transposed projections, misaligned tensors).
     pub copied_bytes: usize,
-    /// Tensor count per dtype of the checkpoint (`"F32"`, `"F16"`, `"BF16"`).
+    /// Tensor count per dtype of the checkpoint (`"F32"`, `"F16"`, `"BF16"`, `"I8"`).
     pub dtypes: std::collections::BTreeMap<&'static str, usize>,
 }
 

@@ -242,23 +242,62 @@ impl WeightStore {
         self.sources.iter().map(|(_, b)| (**b).as_ref().len()).sum()
     }
 
-    /// The tensor `name`, or `Ok(None)` when absent. Dtypes other than F32,
-    /// F16 and BF16 are an [`ErrorKind::Unsupported`](crate::ErrorKind) error.
+    /// The tensor `name` as stored: its dtype, shape and bytes (any dtype).
+    pub(crate) fn raw(&self, name: &str) -> Option<(StDtype, &[usize], &[u8])> {
+        let e = self.entries.get(name)?;
+        let buf: &[u8] = (*self.sources[e.source].1).as_ref();
+        let len = e.shape.iter().product::<usize>() * e.dtype.bitsize().div_ceil(8);
+        Some((e.dtype, &e.shape, &buf[e.byte_offset..e.byte_offset + len]))
+    }
+
+    /// Whether the checkpoint is quantized: it holds I8 tensors (with their
+    /// row scales, see `docs/quantized.md`).
+    pub fn is_quantized(&self) -> bool {
+        self.entries.values().any(|e| e.dtype == StDtype::I8)
+    }
+
+    /// The tensor `name`, or `Ok(None)` when absent. An I8 tensor comes
+    /// with its row scales, the tensor `{name}_scale` (F32, F16 or BF16, one
+    /// per row). Other dtypes than F32, F16, BF16 and I8 are an
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind) error; an I8 tensor
+    /// without valid scales is an [`ErrorKind::Format`](crate::ErrorKind)
+    /// error.
     pub fn get(&self, name: &str) -> Result<Option<WeightTensor>> {
         let Some(e) = self.entries.get(name) else { return Ok(None) };
+        let source = &self.sources[e.source].0;
         let dtype = match e.dtype {
             StDtype::F32 => DType::F32,
             StDtype::F16 => DType::F16,
             StDtype::BF16 => DType::BF16,
+            StDtype::I8 => DType::I8,
             other => {
                 return Err(Error::unsupported(format!(
-                "{}: tensor \"{name}\" has dtype {other:?}; supported dtypes are F32, F16 and BF16",
-                self.sources[e.source].0
-            )))
+                    "{source}: tensor \"{name}\" has dtype {other:?}; supported dtypes are F32, \
+                     F16, BF16, and I8 with row scales"
+                )))
             }
         };
         let bytes = self.sources[e.source].1.clone();
-        let tensor = WeightTensor::new(bytes, e.byte_offset, dtype, e.shape.clone());
+        let mut tensor = WeightTensor::new(bytes, e.byte_offset, dtype, e.shape.clone());
+        if dtype == DType::I8 {
+            let scale_name = format!("{name}_scale");
+            let bad = |why: String| Error::format(format!("{source}: I8 tensor \"{name}\": {why}"));
+            let scale = match self.get(&scale_name)? {
+                None => return Err(bad(format!("its row scales \"{scale_name}\" are missing"))),
+                Some(s) if s.dtype() == DType::I8 => {
+                    return Err(bad(format!("its row scales \"{scale_name}\" are I8, not floats")))
+                }
+                Some(s) if s.shape() != [e.shape.first().copied().unwrap_or(0)] => {
+                    return Err(bad(format!(
+                        "its row scales \"{scale_name}\" have shape {:?}, expected [{}]",
+                        s.shape(),
+                        e.shape.first().copied().unwrap_or(0)
+                    )))
+                }
+                Some(s) => s.to_f32_vec(),
+            };
+            tensor = tensor.with_row_scales(scale).map_err(|err| bad(err.message().to_string()))?;
+        }
         Ok(Some(match &self.mappings[e.source] {
             Some(map) => tensor.with_mapping(map.clone()),
             None => tensor,

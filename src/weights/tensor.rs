@@ -3,8 +3,10 @@
 use half::{bf16, f16};
 use std::sync::Arc;
 
-/// The floating-point formats the runtime computes with.
+/// The element formats of weights: floating point, or int8 with one scale
+/// per row (a quantized checkpoint, see `docs/quantized.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DType {
     /// IEEE single precision.
     F32,
@@ -12,6 +14,8 @@ pub enum DType {
     F16,
     /// bfloat16.
     BF16,
+    /// Signed 8-bit integers `q`, each row `r` standing for `q * scale[r]`.
+    I8,
 }
 
 impl DType {
@@ -20,6 +24,7 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::F16 | DType::BF16 => 2,
+            DType::I8 => 1,
         }
     }
 
@@ -29,6 +34,7 @@ impl DType {
             DType::F32 => "F32",
             DType::F16 => "F16",
             DType::BF16 => "BF16",
+            DType::I8 => "I8",
         }
     }
 }
@@ -55,6 +61,13 @@ pub enum WeightView<'a> {
     F16(&'a [f16]),
     /// bf16 elements.
     BF16(&'a [bf16]),
+    /// int8 elements and one scale per row (of the first dimension).
+    I8 {
+        /// The elements.
+        q: &'a [i8],
+        /// `q * scale[r]` is row `r`'s value.
+        scale: &'a [f32],
+    },
 }
 
 /// A tensor of weights: shape, dtype and where its bytes live. Cheap to clone
@@ -69,6 +82,9 @@ pub struct WeightTensor {
     dtype: DType,
     shape: Vec<usize>,
     in_place: bool,
+    /// For I8: the scales of the rows from `scale_row` on.
+    scale: Option<Arc<[f32]>>,
+    scale_row: usize,
 }
 
 impl std::fmt::Debug for WeightTensor {
@@ -97,6 +113,8 @@ impl WeightTensor {
                 dtype,
                 shape,
                 in_place: true,
+                scale: None,
+                scale_row: 0,
             };
         }
         let owned: Bytes = match dtype {
@@ -109,6 +127,8 @@ impl WeightTensor {
             DType::BF16 => Arc::new(Owned(
                 raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]])).collect(),
             )),
+            // (Bytes are always aligned: handled above.)
+            DType::I8 => Arc::new(Owned(raw.to_vec())),
         };
         WeightTensor {
             bytes: owned,
@@ -118,17 +138,24 @@ impl WeightTensor {
             dtype,
             shape,
             in_place: false,
+            scale: None,
+            scale_row: 0,
         }
     }
 
     /// An owned tensor holding `values` converted to `dtype` (for tests,
     /// benchmarks and weights built in memory).
+    ///
+    /// # Panics
+    /// When `shape` does not match `values` or `dtype` is [`DType::I8`]
+    /// (quantized tensors come from [`WeightTensor::quantized`]).
     pub fn from_f32_as(values: &[f32], shape: Vec<usize>, dtype: DType) -> Self {
         assert_eq!(values.len(), shape.iter().product::<usize>(), "shape does not match data");
         let bytes: Bytes = match dtype {
             DType::F32 => Arc::new(Owned(values.to_vec())),
             DType::F16 => Arc::new(Owned(values.iter().map(|&v| f16::from_f32(v)).collect())),
             DType::BF16 => Arc::new(Owned(values.iter().map(|&v| bf16::from_f32(v)).collect())),
+            DType::I8 => panic!("from_f32_as: use WeightTensor::quantized for I8"),
         };
         WeightTensor {
             bytes,
@@ -138,6 +165,8 @@ impl WeightTensor {
             dtype,
             shape,
             in_place: false,
+            scale: None,
+            scale_row: 0,
         }
     }
 
@@ -156,7 +185,60 @@ impl WeightTensor {
         self.numel
     }
 
+    /// An I8 tensor: this tensor's bytes (of dtype I8) with one scale per
+    /// row of the first dimension.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Format`](crate::ErrorKind::Format) when the tensor is not
+    /// I8 or has no rows, or `scale` does not hold one finite value per row.
+    pub(crate) fn with_row_scales(mut self, scale: Vec<f32>) -> crate::Result<Self> {
+        let rows = self.shape.first().copied().unwrap_or(0);
+        if self.dtype != DType::I8 || self.shape.len() < 2 {
+            return Err(crate::Error::format(format!(
+                "row scales need a tensor of I8 rows, not {} {:?}",
+                self.dtype.name(),
+                self.shape
+            )));
+        }
+        if scale.len() != rows {
+            return Err(crate::Error::format(format!(
+                "{} scales for {rows} rows (shape {:?})",
+                scale.len(),
+                self.shape
+            )));
+        }
+        if let Some(r) = scale.iter().position(|s| !s.is_finite()) {
+            return Err(crate::Error::format(format!("the scale of row {r} is not finite")));
+        }
+        self.scale = Some(scale.into());
+        self.scale_row = 0;
+        Ok(self)
+    }
+
+    /// An owned I8 tensor of `[rows, cols]` elements `q` and row scales.
+    ///
+    /// # Panics
+    /// When the lengths do not match the shape.
+    pub fn quantized(q: Vec<i8>, scale: Vec<f32>, rows: usize, cols: usize) -> Self {
+        assert_eq!(q.len(), rows * cols, "shape does not match data");
+        assert_eq!(scale.len(), rows, "one scale per row");
+        WeightTensor {
+            bytes: Arc::new(Owned(q)),
+            mapping: None,
+            byte_offset: 0,
+            numel: rows * cols,
+            dtype: DType::I8,
+            shape: vec![rows, cols],
+            in_place: false,
+            scale: Some(scale.into()),
+            scale_row: 0,
+        }
+    }
+
     /// The elements, typed.
+    ///
+    /// # Panics
+    /// For an I8 tensor without row scales (the loader never makes one).
     pub fn view(&self) -> WeightView<'_> {
         let raw = &(*self.bytes).as_ref()
             [self.byte_offset..self.byte_offset + self.numel * self.dtype.size()];
@@ -165,6 +247,14 @@ impl WeightTensor {
             DType::F32 => WeightView::F32(bytemuck::cast_slice(raw)),
             DType::F16 => WeightView::F16(bytemuck::cast_slice(raw)),
             DType::BF16 => WeightView::BF16(bytemuck::cast_slice(raw)),
+            DType::I8 => {
+                let rows = self.shape.first().copied().unwrap_or(0);
+                let scale = self.scale.as_deref().expect("an I8 tensor has row scales");
+                WeightView::I8 {
+                    q: bytemuck::cast_slice(raw),
+                    scale: &scale[self.scale_row..self.scale_row + rows],
+                }
+            }
         }
     }
 
@@ -182,12 +272,19 @@ impl WeightTensor {
             dtype: self.dtype,
             shape,
             in_place: self.in_place,
+            scale: self.scale.clone(),
+            scale_row: self.scale_row + start,
         }
     }
 
-    /// An owned copy of a 2-D tensor, transposed (same dtype).
+    /// An owned copy of a 2-D tensor, transposed (same dtype; I8, whose
+    /// scales are per row, is widened to F32).
     pub(crate) fn transposed(&self) -> WeightTensor {
         let (r, c) = (self.shape[0], self.shape[1]);
+        if self.dtype == DType::I8 {
+            return WeightTensor::from_f32_as(&self.to_f32_vec(), vec![r, c], DType::F32)
+                .transposed();
+        }
         fn t<T: bytemuck::Pod>(v: &[T], r: usize, c: usize) -> Vec<T> {
             (0..c * r).map(|i| v[(i % r) * c + i / r]).collect()
         }
@@ -195,6 +292,7 @@ impl WeightTensor {
             WeightView::F32(v) => Arc::new(Owned(t(v, r, c))),
             WeightView::F16(v) => Arc::new(Owned(t(v, r, c))),
             WeightView::BF16(v) => Arc::new(Owned(t(v, r, c))),
+            WeightView::I8 { .. } => unreachable!("widened above"),
         };
         WeightTensor {
             bytes,
@@ -204,6 +302,8 @@ impl WeightTensor {
             dtype: self.dtype,
             shape: vec![c, r],
             in_place: false,
+            scale: None,
+            scale_row: 0,
         }
     }
 
@@ -243,12 +343,20 @@ impl WeightTensor {
         };
     }
 
-    /// The elements widened to f32 (a copy).
+    /// The elements widened to f32 (a copy; I8 rows times their scales).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match self.view() {
             WeightView::F32(v) => v.to_vec(),
             WeightView::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             WeightView::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            WeightView::I8 { q, scale } => {
+                let cols = q.len().checked_div(scale.len()).unwrap_or(0);
+                let mut out = vec![0.0; q.len()];
+                for (r, row) in out.chunks_exact_mut(cols.max(1)).enumerate().take(scale.len()) {
+                    dequantize(&q[r * cols..][..cols], scale[r], row);
+                }
+                out
+            }
         }
     }
 
@@ -259,6 +367,7 @@ impl WeightTensor {
             WeightView::F32(v) => out.copy_from_slice(&v[i * n..(i + 1) * n]),
             WeightView::F16(v) => widen_f16(&v[i * n..(i + 1) * n], out),
             WeightView::BF16(v) => widen_bf16(&v[i * n..(i + 1) * n], out),
+            WeightView::I8 { q, scale } => dequantize(&q[i * n..(i + 1) * n], scale[i], out),
         }
     }
 
@@ -271,6 +380,13 @@ impl WeightTensor {
     /// Bytes the elements occupy.
     pub fn nbytes(&self) -> usize {
         self.numel * self.dtype.size()
+    }
+}
+
+/// `q * scale` into `out`.
+fn dequantize(q: &[i8], scale: f32, out: &mut [f32]) {
+    for (o, &q) in out.iter_mut().zip(q) {
+        *o = f32::from(q) * scale;
     }
 }
 

@@ -28,7 +28,12 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     // Loading succeeded, so the kernel choice is valid.
     let kernel = clip::kernels::active_kernel()?;
     let supported: Vec<&str> = Kernel::supported_all().iter().map(|k| k.name()).collect();
-    let int8 = kernel.int8_dot();
+    let int8 = clip::Precision::int8_dot();
+    let quantized = w.dtypes.contains_key("I8");
+    let precision = match model.precision() {
+        clip::Precision::Int8 => "int8",
+        _ => "full",
+    };
     let out = serde_json::json!({
         "model": args.model.describe(),
         "architecture": "CLIPModel",
@@ -52,6 +57,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         "preprocessing": serde_json::to_value(pp).unwrap_or(serde_json::Value::Null),
         "tokenizer": { "source": tok.source(), "vocab_size": tok.vocab_size() },
         "threads": pipeline.num_threads(),
+        "precision": precision,
         "kernel": {
             "active": kernel.name(), "supported": supported,
             "int8": int8.is_some(), "int8_dot": int8.map(|d| d.name()),
@@ -100,11 +106,15 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     println!("preprocessing:  {}", serde_json::to_string(pp).unwrap_or_default());
     println!("tokenizer:      {} ({} tokens)", tok.source(), tok.vocab_size());
     println!("threads:        {}", pipeline.num_threads());
+    println!(
+        "precision:      {precision}{}",
+        if quantized { " (a quantized checkpoint: int8 matrices)" } else { "" }
+    );
     let forced = std::env::var_os(clip::kernels::KERNEL_ENV).is_some_and(|v| !v.is_empty());
     println!(
         "kernel:         {kernel} ({}; int8 products: {}; this CPU runs: {})",
         if forced { "forced by CLIP_KERNEL" } else { "detected" },
-        int8.map_or("none, --int8 computes in f32", |d| d.name()),
+        int8.map_or("scalar", |d| d.name()),
         supported.join(", ")
     );
     Ok(())

@@ -10,6 +10,7 @@ mod embed;
 mod index;
 mod info;
 mod preprocess;
+mod quantize;
 mod similarity;
 mod tag;
 mod tokenize;
@@ -46,6 +47,8 @@ enum Command {
     Preprocess(preprocess::PreprocessArgs),
     /// Show a model's architecture, sizes, weights, preprocessing and tokenizer.
     Info(info::InfoArgs),
+    /// Write a quantized (int8) copy of a model directory.
+    Quantize(quantize::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::Preprocess(args) => preprocess::run(&args),
+        Command::Quantize(args) => quantize::run(&args, quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

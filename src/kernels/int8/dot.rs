@@ -71,8 +71,9 @@ pub const INT8_DOT_ENV: &str = "CLIP_INT8_DOT";
 
 impl Kernel {
     /// The int8 instruction sequences this kernel can run on this CPU,
-    /// fastest first (none: [`Precision::Int8`](crate::Precision) computes
-    /// as `Full` with this kernel; today only AVX-512 without VNNI).
+    /// fastest first (none: the avx512 kernel without AVX-512 VNNI, whose
+    /// [`Precision::Int8`](crate::Precision) products then run on the avx2
+    /// kernel).
     pub fn int8_dots(self) -> Vec<Int8Dot> {
         if !self.supported() {
             return Vec::new();
@@ -90,12 +91,21 @@ impl Kernel {
         }
     }
 
-    /// Whether the kernel computes [`Precision::Int8`](crate::Precision)
-    /// with int8 arithmetic on this CPU (elsewhere int8 computes as
-    /// `Full`).
+    /// Whether the kernel has int8 products of its own on this CPU.
     pub fn has_int8(self) -> bool {
         self.int8_dot().is_some()
     }
+}
+
+/// The kernel and instructions that compute int8 products when `kernel`
+/// is selected: its own, or for a kernel without any (avx512 on a CPU
+/// without AVX-512 VNNI) the fastest other kernel of this CPU that has them
+/// (avx2's `maddubs` there; the gemm kernel's `scalar` ones run anywhere),
+/// so that int8 gives the same numbers on every CPU.
+pub(crate) fn int8_runner(kernel: Kernel) -> (Kernel, Int8Dot) {
+    let own = kernel.int8_dot().map(|d| (kernel, d));
+    own.or_else(|| Kernel::supported_all().into_iter().find_map(|k| k.int8_dot().map(|d| (k, d))))
+        .unwrap_or((Kernel::Gemm, Int8Dot::Scalar))
 }
 
 /// The variant `CLIP_INT8_DOT` names, if any (read once).
@@ -117,7 +127,9 @@ pub(crate) fn check_choice(kernel: Kernel, var: Option<&str>) -> Result<()> {
         Some(v) if v.eq_ignore_ascii_case("auto") => return Ok(()),
         Some(v) => v,
     };
-    let dots = kernel.int8_dots();
+    let (runner, _) = int8_runner(kernel);
+    let dots = runner.int8_dots();
+    let kernel = runner;
     let has = || {
         let names: Vec<&str> = dots.iter().map(|d| d.name()).collect();
         if names.is_empty() {
