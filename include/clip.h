@@ -158,8 +158,8 @@ CLIP_API int clip_int8_supported(void);
 CLIP_API const char *clip_kernel_name(void);
 
 /* The instructions the kernel's int8 products run: "vnni" (AVX-512 VNNI or
-   AVX-VNNI), "maddubs" (AVX2 alone), "sdot" (aarch64 dot product), "smull"
-   (aarch64 widening multiplies) or "scalar" (the gemm kernel); a static
+   AVX-VNNI), "maddubs" (AVX2 alone), "i8mm" (aarch64 smmla), "sdot"
+   (aarch64 dot product), "smull" (aarch64 widening multiplies) or "scalar" (the gemm kernel); a static
    string. A kernel without int8 products of its own (avx512 without AVX-512
    VNNI) runs the avx2 kernel's "maddubs". Every one gives the same numbers,
    bit for bit. The CLIP_INT8_DOT

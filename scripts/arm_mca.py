@@ -18,14 +18,14 @@ the instances of `neon::kernel` without widening instructions: those of
 F32 panels).
 
 With --int8, the int8 micro-kernels of src/kernels/aarch64/neon_int8.rs
-instead: `sdot` (the dot-product extension; the loop with the most `sdot`
-by element) and `smull` (ARMv8.0 widening multiplies: the loop with the
-most `smull`/`smlal`, whose `sadalp` shares their pipes). The peak of each
-is measured the same way, from 24 independent `sdot` by element or
-`smull`; an `sdot` is 16 multiply-adds, a `smull`/`smlal` 8. Both are
-disassembled and analysed with the dot-product extension enabled
-(-mattr=+dotprod), which the Cortex-A72 lacks: its `sdot` row is only the
-model's view. Each runs through `llvm-mca -mtriple=aarch64 -mcpu=X
+instead: `i8mm` (the loop with the most `smmla`), `sdot` (the dot-product
+extension; the loop with the most `sdot` by element) and `smull` (ARMv8.0
+widening multiplies: the loop with the most `smull`/`smlal`, whose
+`sadalp` shares their pipes). The peak of each is measured the same way,
+from 24 independent `smmla`, `sdot` by element or `smull`; an `smmla` is
+32 multiply-adds, an `sdot` 16, a `smull`/`smlal` 8. All are disassembled
+and analysed with -mattr=+dotprod,+i8mm, which older cores lack: their
+rows for those instructions are only the model's view. Each runs through `llvm-mca -mtriple=aarch64 -mcpu=X
 -iterations=1000` for X in cortex-a72, cortex-a76, neoverse-n1. Each row
 names the scheduling model llvm-mca used for X (from its resources' names):
 LLVM 14 and 16 schedule all three with their Cortex-A57 model.
@@ -76,12 +76,14 @@ WIDENING = ("fcvtl", "shll", "ushll")
 KEY_OPS = {
     "fmla": ("fmla",),
     "sdot": ("sdot",),
+    "smmla": ("smmla",),
     "smull": ("smull", "smull2", "smlal", "smlal2"),
 }
 # A block of independent instructions of each kind: its peak per cycle.
 PEAK_BLOCK = {
     "fmla": lambda i: f"fmla\tv{i}.4s, v30.4s, v31.s[{i % 4}]",
     "sdot": lambda i: f"sdot\tv{i}.4s, v30.16b, v31.4b[{i % 4}]",
+    "smmla": lambda i: f"smmla\tv{i}.4s, v30.16b, v31.16b",
     "smull": lambda i: f"smull\tv{i}.8h, v30.8b, v31.8b",
 }
 
@@ -115,7 +117,7 @@ def functions_from_objdump(binary):
     the number of calls to `core::core_arch` functions (intrinsics left out
     of line)."""
     out = subprocess.run(
-        [LLVM_OBJDUMP, "-d", "-C", "--no-show-raw-insn", "--mattr=+dotprod", binary],
+        [LLVM_OBJDUMP, "-d", "-C", "--no-show-raw-insn", "--mattr=+dotprod,+i8mm", binary],
         check=True,
         capture_output=True,
         text=True,
@@ -236,7 +238,7 @@ def mca(cpu, instructions, keep=None, name=None):
                 LLVM_MCA[0],
                 "-mtriple=aarch64",
                 f"-mcpu={cpu}",
-                "-mattr=+dotprod",
+                "-mattr=+dotprod,+i8mm",
                 f"-iterations={ITERATIONS}",
                 path,
             ],
@@ -304,7 +306,7 @@ def main():
                 if n.startswith(f"clip::kernels::aarch64::neon_int8::{kind}")
                 for b in funcs[n]
             ]
-            for kind in ("sdot", "smull")
+            for kind in ("i8mm", "sdot", "smull")
         }
         kernels = [
             (
@@ -320,13 +322,15 @@ def main():
             ("gemm", "fmla", best_loop(funcs[theirs[0]], loops_objdump, lambda x: x[1])),
         ]
         if args.int8:
+            # (function, instruction kind)
+            int8_loops = [("i8mm", "smmla"), ("sdot", "sdot"), ("smull", "smull")]
             kernels = [
                 (
-                    f"clip int8 {kind}",
+                    f"clip int8 {fn}",
                     kind,
-                    best_loop(int8[kind], loops_objdump, lambda x: x[1], key=KEY_OPS[kind]),
+                    best_loop(int8[fn], loops_objdump, lambda x: x[1], key=KEY_OPS[kind]),
                 )
-                for kind in ("sdot", "smull")
+                for fn, kind in int8_loops
             ]
         if args.widening:
             mine = [b for n in ours for b in funcs[n]]

@@ -29,8 +29,8 @@
 #     run under qemu-aarch64-static (the NEON kernel), then the SIMD-dispatch
 #     test again with its report shown (which kernels run), and the parity
 #     tests once more with CLIP_KERNEL=gemm (the gemm crate's path), and
-#     the int8 tests with CLIP_INT8_DOT=smull (qemu has the dot product
-#     extension, so the widening-multiply kernel runs only when forced);
+#     the int8 tests with CLIP_INT8_DOT=sdot and =smull (qemu has i8mm, so
+#     the other int8 kernels run only when forced);
 #  3. per profile: builds libclip.so / libclip.a for aarch64 (ffi/), the C
 #     example and the C test programs with aarch64-linux-gnu-gcc, runs them
 #     under qemu, and compares their output with the same programs built
@@ -370,9 +370,11 @@ for profile in "${PROFILES[@]}"; do
     step "parity tests with CLIP_KERNEL=gemm ($profile)"
     CLIP_KERNEL=gemm $CARGO test -q --test model_parity --test demo_model --target $TARGET "${rflag[@]}" ||
       fail "parity with CLIP_KERNEL=gemm ($profile)"
-    step "int8 tests with CLIP_INT8_DOT=smull ($profile)"
-    CLIP_INT8_DOT=smull $CARGO test -q --test int8_precision --test quantized --target $TARGET "${rflag[@]}" ||
-      fail "int8 with CLIP_INT8_DOT=smull ($profile)"
+    for dot in sdot smull; do
+      step "int8 tests with CLIP_INT8_DOT=$dot ($profile)"
+      CLIP_INT8_DOT=$dot $CARGO test -q --test int8_precision --test quantized --target $TARGET "${rflag[@]}" ||
+        fail "int8 with CLIP_INT8_DOT=$dot ($profile)"
+    done
     timing "$profile build + Rust tests under qemu" $(( $(now) - T0 ))
   fi
   if [ "$DO_C" = 1 ]; then

@@ -671,6 +671,7 @@ pub extern "C" fn clip_int8_dot_name() -> *const c_char {
             None => c"none",
             Some(Int8Dot::Vnni) => c"vnni",
             Some(Int8Dot::Maddubs) => c"maddubs",
+            Some(Int8Dot::I8mm) => c"i8mm",
             Some(Int8Dot::Sdot) => c"sdot",
             Some(Int8Dot::Smull) => c"smull",
             Some(Int8Dot::Scalar) => c"scalar",

@@ -11,7 +11,9 @@
 //! ([`tile::finish`]) scales: `y = s_m s_n sum_k p q + b`. The sums being
 //! exact and the epilogue the same operations everywhere, every kernel and
 //! [`Int8Dot`] gives the same bits. Same panel order as the f32 path, with
-//! four consecutive depths per 32-bit lane: `[panel][k / 4][NR][4]`.
+//! `G` consecutive depths of a column together, `[panel][k / G][NR][G]`:
+//! `G = 4` (a 32-bit lane of the dot-product instructions), 8 for `smmla`
+//! ([`Int8Dot::group_depth`]).
 
 mod dot;
 pub(crate) mod tile;
@@ -39,7 +41,9 @@ pub(crate) struct Int8Linear {
     dot: Int8Dot,
     n: usize,
     k: usize,
-    /// `k` rounded up to a multiple of 4 (zero weights in the padding).
+    /// Depths a column keeps together in a panel ([`Int8Dot::group_depth`]).
+    g: usize,
+    /// `k` rounded up to a multiple of `g` (zero weights in the padding).
     k4: usize,
     panels: usize,
     data: PanelMemory,
@@ -72,7 +76,8 @@ impl Int8Linear {
         }
         let nr = with_isa!(kernel, |K| K::NR_I8);
         let Stack { k, n, panels, bias, has_bias } = Stack::of(parts, nr)?;
-        let k4 = k.div_ceil(4) * 4;
+        let g = dot.group_depth();
+        let k4 = k.div_ceil(g) * g;
         // Row `i` of the stacked matrix: (its part, its row there).
         let rows: Vec<(&Mat, usize)> =
             parts.iter().flat_map(|(m, _)| (0..m.out_features).map(move |r| (*m, r))).collect();
@@ -102,7 +107,7 @@ impl Int8Linear {
                         };
                         let mut sum = 0i32;
                         for (kk, &q) in q.iter().enumerate() {
-                            panel[(kk / 4) * nr * 4 + j * 4 + kk % 4] = q;
+                            panel[(kk / g) * nr * g + j * g + kk % g] = q;
                             sum += i32::from(q);
                         }
                         offset[j] = 128 * sum;
@@ -110,7 +115,7 @@ impl Int8Linear {
                 });
         }
         release_pages(parts);
-        Some(Int8Linear { kernel, dot, n, k, k4, panels, data, scale, offset, bias, has_bias })
+        Some(Int8Linear { kernel, dot, g, n, k, k4, panels, data, scale, offset, bias, has_bias })
     }
 
     /// As [`PackedLinear::forward_to`](super::packed::PackedLinear::forward_to);
@@ -244,7 +249,7 @@ impl Int8Linear {
                         },
                         load_c: epilogue.accumulates(),
                     };
-                    K::tile_i8(self.dot, rows, self.k4 / 4, b, &tile);
+                    K::tile_i8(self.dot, rows, self.k4 / self.g, b, &tile);
                     r0 += rows;
                 }
             }

@@ -30,8 +30,8 @@ pub enum Kernel {
     /// int8 products on AVX-VNNI or AVX2's `vpmaddubsw`.
     Avx2,
     /// aarch64 with NEON (Advanced SIMD): a GEMM tile of its own, 4-lane
-    /// loops; int8 products on `sdot` (the dot-product extension) or
-    /// widening multiplies.
+    /// loops; int8 products on `smmla` (i8mm), `sdot` (the dot-product
+    /// extension) or widening multiplies.
     Neon,
     /// None of this crate's own kernels: products on the `gemm` crate
     /// (which picks its own SIMD code at run time), element-wise loops
@@ -121,13 +121,15 @@ pub fn active_kernel() -> Result<Kernel> {
     choice.clone().map_err(|(kind, message)| Error::new(kind, message))
 }
 
+/// The name a switch's environment value gives (trimmed), `None` when it
+/// leaves the choice to detection: not set, empty or `auto`.
+pub(crate) fn named(var: Option<&str>) -> Option<&str> {
+    var.map(str::trim).filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("auto"))
+}
+
 /// The kernel for a `CLIP_KERNEL` value (`None`: not set).
 pub(crate) fn choose(var: Option<&str>) -> Result<Kernel> {
-    let name = match var.map(str::trim) {
-        None | Some("") => return Ok(Kernel::detected()),
-        Some(v) if v.eq_ignore_ascii_case("auto") => return Ok(Kernel::detected()),
-        Some(v) => v,
-    };
+    let Some(name) = named(var) else { return Ok(Kernel::detected()) };
     let names = || Kernel::supported_all().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
     match Kernel::from_name(name) {
         Some(k) if k.supported() => Ok(k),
@@ -299,7 +301,8 @@ pub(crate) unsafe trait Isa: 'static {
 
     /// Computes one tile of an int8 product with `dot` (see [`TileI8`]):
     /// `rows` (1 to `MR`) rows of `NR_I8` columns over `groups` groups of
-    /// four depths, from `b`, a panel of `groups * 4 * NR_I8` bytes.
+    /// `G = dot.group_depth()` depths, from `b`, a panel of
+    /// `groups * G * NR_I8` bytes.
     ///
     /// # Safety
     /// [`Isa::int8`] is true for `dot`, and `t` and `b` address what

@@ -56,12 +56,16 @@ unsafe impl Isa for Neon {
         }
     }
 
-    const INT8_DOTS: &'static [Int8Dot] = &[Int8Dot::Sdot, Int8Dot::Smull];
+    const INT8_DOTS: &'static [Int8Dot] = &[Int8Dot::I8mm, Int8Dot::Sdot, Int8Dot::Smull];
     const NR_I8: usize = neon_int8::NR;
 
     fn int8(dot: Int8Dot) -> bool {
         static SDOT: OnceLock<bool> = OnceLock::new();
+        static I8MM: OnceLock<bool> = OnceLock::new();
         match dot {
+            Int8Dot::I8mm => *I8MM.get_or_init(|| {
+                Self::detected() && std::arch::is_aarch64_feature_detected!("i8mm")
+            }),
             Int8Dot::Sdot => *SDOT.get_or_init(|| {
                 Self::detected() && std::arch::is_aarch64_feature_detected!("dotprod")
             }),
@@ -71,8 +75,20 @@ unsafe impl Isa for Neon {
     }
 
     unsafe fn tile_i8(dot: Int8Dot, rows: usize, groups: usize, b: *const u8, t: &TileI8) {
-        if dot == Int8Dot::Sdot {
-            return with_rows!(8, rows, |R| neon_int8::sdot::<R>(groups, b, t));
+        use neon_int8::i8mm;
+        match (dot, rows) {
+            (Int8Dot::Sdot, _) => {
+                return with_rows!(8, rows, |R| neon_int8::sdot::<R>(groups, b, t))
+            }
+            (Int8Dot::I8mm, 1) => return i8mm::<1, 1>(groups, b, t),
+            (Int8Dot::I8mm, 2) => return i8mm::<2, 1>(groups, b, t),
+            (Int8Dot::I8mm, 3) => return i8mm::<3, 2>(groups, b, t),
+            (Int8Dot::I8mm, 4) => return i8mm::<4, 2>(groups, b, t),
+            (Int8Dot::I8mm, 5) => return i8mm::<5, 3>(groups, b, t),
+            (Int8Dot::I8mm, 6) => return i8mm::<6, 3>(groups, b, t),
+            (Int8Dot::I8mm, 7) => return i8mm::<7, 4>(groups, b, t),
+            (Int8Dot::I8mm, _) => return i8mm::<8, 4>(groups, b, t),
+            _ => {}
         }
         // Passes of at most 4 rows (each row takes 4 accumulators).
         for r0 in (0..rows).step_by(neon_int8::SMULL_ROWS) {

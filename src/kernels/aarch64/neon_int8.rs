@@ -1,9 +1,10 @@
-//! The NEON int8 micro-kernels (see [`TileI8`]): `sdot` where the CPU has
-//! the dot-product extension, widening multiplies (`smull`, `smlal`,
-//! `sadalp`) on any aarch64 CPU. Both read a row's activations 16 bytes (4
-//! groups of four depths) at a time, as signed bytes `p`, and sum `p q`
-//! exactly in i32; [`finish`] writes the outputs, the same bits as on every
-//! other instruction set.
+//! The NEON int8 micro-kernels (see [`TileI8`]): `smmla` where the CPU has
+//! the int8 matrix-multiply extension (panels of 8 depths a column), `sdot`
+//! where it has the dot-product extension, widening multiplies (`smull`,
+//! `smlal`, `sadalp`) on any aarch64 CPU (panels of 4 depths). Each reads
+//! the activations as signed bytes `p` and sums `p q` exactly in i32;
+//! [`finish`] writes the outputs, the same bits as on every other
+//! instruction set.
 //!
 //! Like the f32 micro-kernel, these ignore the tile's prefetch hints.
 
@@ -100,6 +101,73 @@ pub(super) unsafe fn sdot<const ROWS: usize>(groups: usize, b: *const u8, t: &Ti
         vst1q_s32(at.add(r * NR + 4), a1);
     }
     // SAFETY: the loop wrote every element.
+    finish::<float32x4_t, ROWS, NR>(sums.assume_init_ref(), t)
+}
+
+/// `acc + a b^T` for `a` 2 rows x 8 depths and `b` 2 columns x 8 depths
+/// (each a register: the two 8-byte halves), as a 2 x 2 block in the
+/// lanes (row-major): `smmla`.
+///
+/// # Safety
+/// The CPU has the int8 matrix-multiply extension.
+#[inline(always)]
+unsafe fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: `smmla` (FEAT_I8MM, which the caller's CPU has) reads and
+    // writes only these registers.
+    asm!(
+        "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags),
+    );
+    acc
+}
+
+/// The int8 micro-kernel on `smmla`: `ROWS` (up to 8) rows of 8 columns
+/// as 2 x 2 blocks, `P = ROWS / 2` (rounded up) row pairs times 4 column
+/// pairs: 16 accumulators, 4 registers of activations (a row pair's 8
+/// depths) and 4 of weights (a column pair's) per group of 8 depths. An
+/// odd last row is computed twice and written once.
+///
+/// # Safety
+/// The CPU has NEON and i8mm; `b` points at `groups * 64` panel bytes
+/// (groups of 8 depths); `t` as [`TileI8`] describes for `ROWS` rows.
+#[target_feature(enable = "neon,i8mm")]
+#[inline(never)]
+pub(super) unsafe fn i8mm<const ROWS: usize, const P: usize>(
+    groups: usize,
+    b: *const u8,
+    t: &TileI8,
+) {
+    debug_assert_eq!(P, ROWS.div_ceil(2));
+    let mut acc = [[vdupq_n_s32(0); 4]; P];
+    let row = |r: usize| t.a.add(r.min(ROWS - 1) * t.lda);
+    for g in 0..groups {
+        let block = b.add(g * 8 * NR);
+        let w = [0, 16, 32, 48].map(|o| vld1q_s8(block.add(o).cast()));
+        for (p, acc) in acc.iter_mut().enumerate() {
+            let lo = vld1_s8(row(2 * p).add(8 * g).cast());
+            let hi = vld1_s8(row(2 * p + 1).add(8 * g).cast());
+            let a = vcombine_s8(lo, hi);
+            for (acc, &w) in acc.iter_mut().zip(&w) {
+                *acc = smmla(*acc, a, w);
+            }
+        }
+    }
+    let mut sums = MaybeUninit::<[[i32; NR]; ROWS]>::uninit();
+    let at = sums.as_mut_ptr().cast::<i32>();
+    for (p, acc) in acc.into_iter().enumerate() {
+        for (c, v) in acc.into_iter().enumerate() {
+            vst1_s32(at.add(2 * p * NR + 2 * c), vget_low_s32(v));
+            if 2 * p + 1 < ROWS {
+                vst1_s32(at.add((2 * p + 1) * NR + 2 * c), vget_high_s32(v));
+            }
+        }
+    }
+    // SAFETY: the loop wrote every element (row pairs cover the rows, the
+    // 4 column pairs the 8 columns).
     finish::<float32x4_t, ROWS, NR>(sums.assume_init_ref(), t)
 }
 

@@ -3,7 +3,7 @@
 //! `CLIP_INT8_DOT` environment variable.
 
 use crate::error::{Error, Result};
-use crate::kernels::isa::{with_isa, Isa, Kernel};
+use crate::kernels::isa::{named, with_isa, Isa, Kernel};
 
 /// An instruction sequence that sums products of int8 activations and
 /// int8 weights in i32. Every one computes the same exact sums, so a
@@ -17,6 +17,10 @@ pub enum Int8Dot {
     /// `vpmaddubsw` + `vpmaddwd` (every AVX2 CPU), with the activations'
     /// signs moved onto the weights so that no pair sum saturates.
     Maddubs,
+    /// `smmla` (aarch64 with the int8 matrix-multiply extension, i8mm:
+    /// Cortex-A510/A710/X2 and later, Neoverse V1/N2, Apple M2): a 2 x 2
+    /// block of sums over 8 depths in one instruction.
+    I8mm,
     /// `sdot` (aarch64 with the dot-product extension: Cortex-A55, A76 and
     /// later, Neoverse, Apple M).
     Sdot,
@@ -31,15 +35,22 @@ pub enum Int8Dot {
 
 impl Int8Dot {
     /// Every variant.
-    pub const ALL: [Int8Dot; 5] =
-        [Int8Dot::Vnni, Int8Dot::Maddubs, Int8Dot::Sdot, Int8Dot::Smull, Int8Dot::Scalar];
+    pub const ALL: [Int8Dot; 6] = [
+        Int8Dot::Vnni,
+        Int8Dot::Maddubs,
+        Int8Dot::I8mm,
+        Int8Dot::Sdot,
+        Int8Dot::Smull,
+        Int8Dot::Scalar,
+    ];
 
     /// The name `CLIP_INT8_DOT` takes and reports give: `vnni`, `maddubs`,
-    /// `sdot`, `smull` or `scalar`.
+    /// `i8mm`, `sdot`, `smull` or `scalar`.
     pub fn name(self) -> &'static str {
         match self {
             Int8Dot::Vnni => "vnni",
             Int8Dot::Maddubs => "maddubs",
+            Int8Dot::I8mm => "i8mm",
             Int8Dot::Sdot => "sdot",
             Int8Dot::Smull => "smull",
             Int8Dot::Scalar => "scalar",
@@ -57,6 +68,16 @@ impl Int8Dot {
     /// 128`; VNNI's `vpdpbusd`) rather than signed ones (`p`).
     pub(crate) fn unsigned_rows(self) -> bool {
         self == Int8Dot::Vnni
+    }
+
+    /// Consecutive depths of a column the weight panels keep together: 8
+    /// for `smmla`, 4 for the others.
+    pub(crate) fn group_depth(self) -> usize {
+        if self == Int8Dot::I8mm {
+            8
+        } else {
+            4
+        }
     }
 }
 
@@ -122,11 +143,7 @@ fn forced() -> Option<Int8Dot> {
 /// name that is no variant, [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
 /// for one `kernel` cannot run on this CPU.
 pub(crate) fn check_choice(kernel: Kernel, var: Option<&str>) -> Result<()> {
-    let name = match var.map(str::trim) {
-        None | Some("") => return Ok(()),
-        Some(v) if v.eq_ignore_ascii_case("auto") => return Ok(()),
-        Some(v) => v,
-    };
+    let Some(name) = named(var) else { return Ok(()) };
     let (runner, _) = int8_runner(kernel);
     let dots = runner.int8_dots();
     let kernel = runner;
@@ -146,8 +163,8 @@ pub(crate) fn check_choice(kernel: Kernel, var: Option<&str>) -> Result<()> {
             has()
         ))),
         None => Err(Error::invalid(format!(
-            "{INT8_DOT_ENV}={name}: no such int8 variant (vnni, maddubs, sdot, smull, scalar or \
-             auto; the {kernel} kernel can run: {})",
+            "{INT8_DOT_ENV}={name}: no such int8 variant (vnni, maddubs, i8mm, sdot, smull, \
+             scalar or auto; the {kernel} kernel can run: {})",
             has()
         ))),
     }

@@ -5,9 +5,10 @@
 use crate::kernels::simd::F32Vec;
 
 /// One int8 micro-kernel call: a `rows x NR` block of the output from
-/// `groups` groups of four depths.
+/// `groups` groups of `G` depths (4, or 8 for `smmla`:
+/// [`Int8Dot::group_depth`](super::Int8Dot::group_depth)).
 ///
-/// The panel `b` holds `groups` blocks of `NR x 4` i8 weights `q` (four
+/// The panel `b` holds `groups` blocks of `NR x G` i8 weights `q` (`G`
 /// consecutive depths of each column in turn); row `r` of `a` holds its
 /// quantised activations `p` (in [-127, 127]) as i8, or as u8 `p + 128`
 /// for the instructions that multiply unsigned bytes
