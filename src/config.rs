@@ -70,6 +70,35 @@ pub struct CLIPTextConfig {
     /// End-of-text token id. The legacy value `2` selects transformers'
     /// argmax pooling rule (see [`crate::text_model`]).
     pub eos_token_id: Option<i64>,
+    /// Which position the pooled output is taken from (not a transformers
+    /// key: transformers always uses [`TextPooling::Eos`]).
+    pub pooling: TextPooling,
+    /// Whether every layer scales its two residual branches by learned
+    /// per-channel factors (open_clip's LayerScale, `ls_1` / `ls_2`; not a
+    /// transformers key).
+    pub layer_scale: bool,
+    /// Whether the checkpoint has a text projection. open_clip models with
+    /// `proj_type: "none"` have none: their text features are the pooled
+    /// output (not a transformers key).
+    pub text_projection: bool,
+}
+
+/// The text position whose final hidden state is the pooled output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextPooling {
+    /// transformers' rule: the first `eos_token_id` of the text; with the
+    /// legacy `eos_token_id` 2, the highest token id.
+    #[default]
+    Eos,
+    /// The highest token id, the first one on ties (OpenAI and open_clip
+    /// `argmax`: CLIP's end-of-text token has the highest id).
+    Argmax,
+    /// The first position (open_clip `first`).
+    First,
+    /// The last position of the sequence as given, padding included
+    /// (open_clip `last`).
+    Last,
 }
 
 impl Default for CLIPTextConfig {
@@ -87,6 +116,9 @@ impl Default for CLIPTextConfig {
             pad_token_id: Some(1),
             bos_token_id: Some(49406),
             eos_token_id: Some(49407),
+            pooling: TextPooling::Eos,
+            layer_scale: false,
+            text_projection: true,
         }
     }
 }
@@ -115,6 +147,13 @@ pub struct CLIPVisionConfig {
     pub hidden_act: String,
     /// Layer norm epsilon.
     pub layer_norm_eps: f64,
+    /// Whether the embeddings go through a layer norm before the encoder
+    /// (`pre_layrnorm`; open_clip's `no_ln_pre` models have none; not a
+    /// transformers key).
+    pub pre_layer_norm: bool,
+    /// Whether every layer scales its two residual branches by learned
+    /// per-channel factors (open_clip's LayerScale; not a transformers key).
+    pub layer_scale: bool,
 }
 
 impl Default for CLIPVisionConfig {
@@ -130,6 +169,8 @@ impl Default for CLIPVisionConfig {
             patch_size: 32,
             hidden_act: "quick_gelu".into(),
             layer_norm_eps: 1e-5,
+            pre_layer_norm: true,
+            layer_scale: false,
         }
     }
 }
@@ -185,7 +226,13 @@ struct RawClipConfig {
     id2label: Option<BTreeMap<String, String>>,
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(value: serde_json::Value, what: &str) -> Result<T> {
+/// Parses an object whose `null` values mean "not set", as transformers
+/// reads them: the key's default applies. Token ids keep their `null`
+/// (no such token).
+fn parse_json<T: for<'de> Deserialize<'de>>(mut value: serde_json::Value, what: &str) -> Result<T> {
+    if let Some(obj) = value.as_object_mut() {
+        obj.retain(|k, v| !v.is_null() || k.ends_with("_token_id"));
+    }
     serde_json::from_value(value).map_err(|e| Error::format(format!("{what}: {e}")))
 }
 
@@ -281,6 +328,12 @@ impl ModelConfig {
                 c.vision_config.validate()?;
                 if c.projection_dim == 0 {
                     return Err(Error::format("projection_dim must be positive"));
+                }
+                if !c.text_config.text_projection && c.text_config.hidden_size != c.projection_dim {
+                    return Err(Error::format(format!(
+                        "a text tower without projection must be projection_dim ({}) wide, not {}",
+                        c.projection_dim, c.text_config.hidden_size
+                    )));
                 }
                 check_elements(
                     "config",
@@ -462,6 +515,33 @@ mod tests {
         assert!(matches!(v, Ok(ModelConfig::Vision(c)) if c.patch_size == 16));
         let t = ModelConfig::from_json(r#"{"vocab_size": 100}"#);
         assert!(matches!(t, Ok(ModelConfig::Text(c)) if c.vocab_size == 100));
+    }
+
+    #[test]
+    fn nulls_and_unknown_keys_are_tolerated() {
+        let json = r#"{"model_type": "clip", "architectures": null, "some_future_key": [1, 2],
+                       "projection_dim": null,
+                       "text_config": {"hidden_act": null, "layer_norm_eps": null,
+                                       "eos_token_id": null, "unknown": {"a": 1}},
+                       "vision_config": null}"#;
+        let ModelConfig::Clip(c) = ModelConfig::from_json(json).unwrap() else { panic!() };
+        assert_eq!(c.projection_dim, 512);
+        assert_eq!(c.text_config.hidden_act, "quick_gelu");
+        assert_eq!(c.text_config.layer_norm_eps, 1e-5);
+        // A null token id means "no such token", not the default.
+        assert_eq!(c.text_config.eos_token_id, None);
+        assert_eq!(c.vision_config, CLIPVisionConfig::default());
+    }
+
+    #[test]
+    fn text_tower_without_projection_must_match_projection_dim() {
+        let mut c = CLIPConfig::default();
+        c.text_config.text_projection = false;
+        c.text_config.hidden_size = 256;
+        let err = ModelConfig::Clip(c.clone()).validate().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Format, "{err}");
+        c.text_config.hidden_size = c.projection_dim;
+        ModelConfig::Clip(c).validate().unwrap();
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub(crate) struct EncoderShape {
     pub heads: usize,
     pub eps: f64,
     pub act: Activation,
+    /// open_clip's LayerScale: each residual branch scaled per channel.
+    pub layer_scale: bool,
 }
 
 struct EncoderLayer {
@@ -42,6 +44,9 @@ struct EncoderLayer {
     layer_norm2: LayerNorm,
     fc1: Linear,
     fc2: Linear,
+    /// LayerScale factors of the attention and MLP branches (`ls_1`,
+    /// `ls_2`), for models that have them.
+    layer_scale: Option<[Vec<f32>; 2]>,
 }
 
 /// Called with each layer's input and, on request, its attention probabilities.
@@ -131,6 +136,13 @@ impl Encoder {
                 layer_norm2: nn.layer_norm(&format!("{p}.layer_norm2"), d, s.eps)?,
                 fc1: nn.linear(&format!("{p}.mlp.fc1"), f, d, true)?,
                 fc2: nn.linear(&format!("{p}.mlp.fc2"), d, f, true)?,
+                layer_scale: match s.layer_scale {
+                    true => Some([
+                        nn.loader().vector(&format!("{p}.ls_1.gamma"), d)?,
+                        nn.loader().vector(&format!("{p}.ls_2.gamma"), d)?,
+                    ]),
+                    false => None,
+                },
             });
         }
         Ok(Encoder {
@@ -265,9 +277,10 @@ impl Encoder {
         let ctx_out = (&mut ctx[..], ctx_in.layout());
         attention_segments_to(qkv, lens, heads, mask, ctx_out, p.as_deref_mut());
         on_layer(h, p);
-        let acc = Epilogue::Accumulate;
-        layer.out_proj.forward_to(ctx_in.read(ctx), m, h, None, acc, threads);
-        self.mlp_block(layer, h, m, mlp, threads);
+        // `qkv` is free once attention has read it.
+        let scale = layer.layer_scale.as_ref().map(|[ls1, _]| ls1);
+        residual(&layer.out_proj, ctx_in.read(ctx), m, h, scale, qkv, threads);
+        self.mlp_block(layer, h, m, mlp, qkv, threads);
     }
 
     /// The last layer for the picked rows: `out` (`[picks.len(), hidden]`)
@@ -289,27 +302,58 @@ impl Encoder {
         project_qkv(layer, h, batch.rows(), qkv, threads);
         let ctx = &mut ctx[..n * d];
         attention_picked(qkv, batch.lens, picks, self.heads(), batch.mask, ctx);
-        layer.out_proj.forward_accumulate(ctx, n, out, threads);
-        self.mlp_block(layer, out, n, mlp, threads);
+        let scale = layer.layer_scale.as_ref().map(|[ls1, _]| ls1);
+        residual(&layer.out_proj, Input::Rows(ctx), n, out, scale, qkv, threads);
+        self.mlp_block(layer, out, n, mlp, qkv, threads);
     }
 
     /// The MLP block over the `rows` rows of `h`, in place:
-    /// `h += fc2(act(fc1(layer_norm2(h))))`, with `mlp` (of at least `rows`
-    /// rows, in any layout) as scratch. `layer_norm2` is applied as `fc1`
-    /// packs its input, and `fc1` writes its output as `fc2` reads it.
+    /// `h += fc2(act(fc1(layer_norm2(h))))` (times `ls_2` with LayerScale),
+    /// with `mlp` (of at least `rows` rows, in any layout) and `scratch`
+    /// (`rows * hidden` floats, for LayerScale) as scratch. `layer_norm2` is
+    /// applied as `fc1` packs its input, and `fc1` writes its output as
+    /// `fc2` reads it.
     fn mlp_block(
         &self,
         layer: &EncoderLayer,
         h: &mut [f32],
         rows: usize,
         mlp: &mut [f32],
+        scratch: &mut [f32],
         threads: usize,
     ) {
         let fc2_in: LayerInput = layer.fc2.input(rows);
         let (x, act) = (Input::Normed(h, &layer.layer_norm2), Epilogue::Activate(self.act));
         layer.fc1.forward_to(x, rows, mlp, Some(&fc2_in), act, threads);
-        let acc = Epilogue::Accumulate;
-        layer.fc2.forward_to(fc2_in.read(mlp), rows, h, None, acc, threads);
+        let scale = layer.layer_scale.as_ref().map(|[_, ls2]| ls2);
+        residual(&layer.fc2, fc2_in.read(mlp), rows, h, scale, scratch, threads);
+    }
+}
+
+/// A residual branch's last product added to `h` (`rows` rows):
+/// `h += x W^T + b`, or with LayerScale factors `h += (x W^T + b) * scale`
+/// (per column, rounded as open_clip computes it: the product is stored,
+/// scaled, then added), using `scratch` (`rows * out_features` floats).
+fn residual(
+    layer: &Linear,
+    x: Input<'_>,
+    rows: usize,
+    h: &mut [f32],
+    scale: Option<&Vec<f32>>,
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    let Some(scale) = scale else {
+        layer.forward_to(x, rows, h, None, Epilogue::Accumulate, threads);
+        return;
+    };
+    let d = layer.out_features();
+    let branch = &mut scratch[..rows * d];
+    layer.forward_to(x, rows, branch, None, Epilogue::Store, threads);
+    for (h, branch) in h[..rows * d].chunks_exact_mut(d).zip(branch.chunks_exact(d)) {
+        for ((h, &b), &g) in h.iter_mut().zip(branch).zip(scale) {
+            *h += b * g;
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub mod image_processing;
 pub mod kernels;
 pub mod layers;
 pub mod model;
+mod model_dir;
+pub mod open_clip_config;
 pub mod pipeline;
 pub mod processor;
 pub mod quantize;
@@ -40,7 +42,9 @@ mod encoder;
 mod loaded;
 mod tower;
 
-pub use config::{Activation, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig};
+pub use config::{
+    Activation, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig, TextPooling,
+};
 pub use encoder::ForwardOptions;
 pub use error::{Error, ErrorKind, Result};
 pub use kernels::{Kernel, Precision};

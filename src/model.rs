@@ -1,12 +1,13 @@
 //! The heads: `CLIPModel` (both towers, projections, logits) and
-//! `CLIPForImageClassification`; and loading of model directories.
+//! `CLIPForImageClassification`.
 
-use crate::config::{CLIPConfig, CLIPTextConfig, CLIPVisionConfig, ModelConfig};
+use crate::config::{CLIPConfig, CLIPVisionConfig, ModelConfig};
 use crate::encoder::ForwardOptions;
 use crate::error::{Error, Result};
 use crate::kernels::l2_normalize_rows;
 use crate::layers::Linear;
 use crate::loaded::{model_class_accessors, Loaded};
+use crate::model_dir::{load_model_dir, ModelDir};
 use crate::tensor::{first_non_finite, Tensor};
 use crate::text_model::{TextModelOutput, TextTransformer};
 use crate::tower::{project, Projected, Tower};
@@ -14,91 +15,6 @@ use crate::vision_model::{vision_config_of, VisionModelOutput, VisionTransformer
 use crate::weights::{Naming, WeightStore};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// A model directory's configuration and opened weights.
-pub(crate) struct ModelDir {
-    pub config: ModelConfig,
-    pub store: WeightStore,
-}
-
-/// Opens `dir/config.json` and the safetensors weights beside it. Without a
-/// `config.json`, an OpenAI / open_clip checkpoint's hyper-parameters are
-/// inferred from its tensor shapes, as OpenAI's `build_model` does.
-pub(crate) fn load_model_dir(dir: &Path) -> Result<ModelDir> {
-    if !dir.is_dir() {
-        return Err(Error::new(
-            crate::ErrorKind::Io,
-            format!("model directory {} does not exist or is not a directory", dir.display()),
-        ));
-    }
-    let store = WeightStore::open_dir(dir)?;
-    let config_path = dir.join("config.json");
-    let config = if config_path.is_file() {
-        ModelConfig::from_file(&config_path)?
-    } else if Naming::detect(&store) == Naming::OpenAi {
-        ModelConfig::Clip(infer_openai_config(&store)?)
-    } else {
-        return Err(Error::new(
-            crate::ErrorKind::Io,
-            format!("{}: config.json is missing", dir.display()),
-        ));
-    };
-    Ok(ModelDir { config, store })
-}
-
-/// Hyper-parameters of an OpenAI-named checkpoint from its shapes (heads =
-/// width / 64, QuickGELU, eps 1e-5, as OpenAI's `build_model`).
-fn infer_openai_config(store: &WeightStore) -> Result<CLIPConfig> {
-    let shape = |name: &str| {
-        store.shape(name).map(|s| s.to_vec()).ok_or_else(|| {
-            Error::format(format!(
-                "no config.json, and tensor \"{name}\" needed to infer one is missing"
-            ))
-        })
-    };
-    let count_layers = |prefix: &str| {
-        (0..)
-            .take_while(|i| store.contains(&format!("{prefix}resblocks.{i}.attn.in_proj_weight")))
-            .count()
-    };
-    let conv = shape("visual.conv1.weight")?;
-    let vpos = shape("visual.positional_embedding")?;
-    let tok = shape("token_embedding.weight")?;
-    let tpos = shape("positional_embedding")?;
-    let tproj = shape("text_projection")?;
-    if conv.len() != 4 || vpos.len() != 2 || tok.len() != 2 || tpos.len() != 2 || tproj.len() != 2 {
-        return Err(Error::format("OpenAI checkpoint tensors have unexpected ranks"));
-    }
-    let grid = ((vpos[0].saturating_sub(1)) as f64).sqrt().round() as usize;
-    let (vw, tw) = (conv[0], tok[1]);
-    let config = CLIPConfig {
-        text_config: CLIPTextConfig {
-            vocab_size: tok[0],
-            hidden_size: tw,
-            intermediate_size: 4 * tw,
-            projection_dim: tproj[1],
-            num_hidden_layers: count_layers("transformer."),
-            num_attention_heads: (tw / 64).max(1),
-            max_position_embeddings: tpos[0],
-            ..CLIPTextConfig::default()
-        },
-        vision_config: CLIPVisionConfig {
-            hidden_size: vw,
-            intermediate_size: 4 * vw,
-            projection_dim: tproj[1],
-            num_hidden_layers: count_layers("visual.transformer."),
-            num_attention_heads: (vw / 64).max(1),
-            num_channels: conv[1],
-            image_size: conv[3] * grid,
-            patch_size: conv[3],
-            ..CLIPVisionConfig::default()
-        },
-        projection_dim: tproj[1],
-        ..CLIPConfig::default()
-    };
-    ModelConfig::Clip(config.clone()).validate()?;
-    Ok(config)
-}
 
 /// Outputs of [`CLIPModel::forward`] (transformers' `CLIPOutput`).
 #[derive(Debug, Clone)]
@@ -150,7 +66,11 @@ impl CLIPModel {
         Ok(CLIPModel(Loaded::load(store, |nn| {
             Ok(ClipModules {
                 config: config.clone(),
-                text: Projected::load(nn, &config.text_config, p)?,
+                text: Projected::load(
+                    nn,
+                    &config.text_config,
+                    p.filter(|_| config.text_config.text_projection),
+                )?,
                 vision: Projected::load(nn, &config.vision_config, p)?,
                 logit_scale: nn
                     .loader()

@@ -2,18 +2,20 @@
 //!
 //! Token and position embeddings, a causal pre-LN transformer, a final layer
 //! norm, and the pooled output at the end-of-text token. Pooling follows
-//! transformers exactly: with the legacy `eos_token_id == 2` (every OpenAI
-//! hub config) the position of the largest token id is used (the first
-//! `<|endoftext|>` of a CLIP vocabulary); otherwise the first position
-//! holding `eos_token_id`, or 0 when there is none.
+//! transformers exactly ([`TextPooling::Eos`], the default): with the legacy
+//! `eos_token_id == 2` (every OpenAI hub config) the position of the largest
+//! token id is used (the first `<|endoftext|>` of a CLIP vocabulary);
+//! otherwise the first position holding `eos_token_id`, or 0 when there is
+//! none. open_clip models may pool at the largest id, the first or the last
+//! position instead (their `text_pool_type`).
 
-use crate::config::{CLIPTextConfig, ModelConfig};
+use crate::config::{CLIPTextConfig, ModelConfig, TextPooling};
 use crate::encoder::{Encoder, EncoderShape, ForwardOptions};
 use crate::error::{Error, Result};
 use crate::kernels::{layer_norm, AttentionMask, LayerNorm};
 use crate::layers::LayerBuilder;
 use crate::loaded::{model_class_accessors, Loaded};
-use crate::model::{load_model_dir, ModelDir};
+use crate::model_dir::{load_model_dir, ModelDir};
 use crate::tensor::Tensor;
 use crate::tower::{Projected, Tower};
 use crate::weights::{WeightStore, WeightTensor};
@@ -67,6 +69,7 @@ impl Tower for TextTransformer {
             heads: config.num_attention_heads,
             eps: config.layer_norm_eps,
             act: config.activation()?,
+            layer_scale: config.layer_scale,
         };
         Ok(TextTransformer {
             config: config.clone(),
@@ -211,11 +214,12 @@ impl TextTransformer {
         }
     }
 
-    /// The position transformers pools at (see the module docs).
+    /// The position the pooled output is taken from ([`TextPooling`]; see
+    /// the module docs).
     fn pool_position(&self, row: &[u32]) -> usize {
         let eos = self.config.eos_token_id.unwrap_or(49407);
-        if eos == 2 {
-            // torch.argmax: the first maximal element.
+        // torch.argmax: the first maximal element.
+        let argmax = || {
             let mut best = 0;
             for (i, &id) in row.iter().enumerate() {
                 if id > row[best] {
@@ -223,8 +227,13 @@ impl TextTransformer {
                 }
             }
             best
-        } else {
-            row.iter().position(|&id| i64::from(id) == eos).unwrap_or(0)
+        };
+        match self.config.pooling {
+            TextPooling::Eos if eos == 2 => argmax(),
+            TextPooling::Eos => row.iter().position(|&id| i64::from(id) == eos).unwrap_or(0),
+            TextPooling::Argmax => argmax(),
+            TextPooling::First => 0,
+            TextPooling::Last => row.len().saturating_sub(1),
         }
     }
 }
@@ -297,7 +306,9 @@ impl CLIPTextModelWithProjection {
         projection_dim: usize,
         store: &WeightStore,
     ) -> Result<Self> {
-        let load = |nn: &LayerBuilder<'_>| Projected::load(nn, config, Some(projection_dim));
+        let load = |nn: &LayerBuilder<'_>| {
+            Projected::load(nn, config, Some(projection_dim).filter(|_| config.text_projection))
+        };
         Ok(CLIPTextModelWithProjection(Loaded::load(store, load)?))
     }
 

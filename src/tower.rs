@@ -46,13 +46,13 @@ impl<T: Tower> Projected<T> {
     }
 
     /// `x W^T` for a `[batch, hidden]` pooled output (the projected
-    /// features, not normalised).
-    ///
-    /// # Panics
-    /// If the tower was loaded without a projection (an internal bug).
+    /// features, not normalised); `x` itself for a tower loaded without
+    /// projection (open_clip text towers with `proj_type: "none"`).
     pub(crate) fn project(&self, x: &Tensor) -> Tensor {
-        let layer = self.projection.as_ref().expect("a tower loaded with its projection");
-        project(x, layer)
+        match &self.projection {
+            Some(layer) => project(x, layer),
+            None => x.clone(),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{layer_norm, AttentionMask, LayerNorm, Mat};
 use crate::layers::{LayerBuilder, Linear};
 use crate::loaded::{model_class_accessors, Loaded};
-use crate::model::{load_model_dir, ModelDir};
+use crate::model_dir::{load_model_dir, ModelDir};
 use crate::tensor::{first_non_finite, Tensor};
 use crate::tower::{Projected, Tower};
 use crate::weights::WeightStore;
@@ -36,7 +36,8 @@ pub(crate) struct VisionTransformer {
     patch_embedding: Linear,
     class_embedding: Vec<f32>,
     position_embedding: Vec<f32>,
-    pre_layrnorm: LayerNorm,
+    /// `None` for open_clip's `no_ln_pre` models.
+    pre_layrnorm: Option<LayerNorm>,
     encoder: Encoder,
     post_layernorm: LayerNorm,
 }
@@ -63,6 +64,7 @@ impl Tower for VisionTransformer {
             heads: config.num_attention_heads,
             eps,
             act: config.activation()?,
+            layer_scale: config.layer_scale,
         };
         Ok(VisionTransformer {
             config: config.clone(),
@@ -74,7 +76,10 @@ impl Tower for VisionTransformer {
                     &[config.num_positions(), d],
                 )?
                 .to_f32_vec(),
-            pre_layrnorm: nn.layer_norm("vision_model.pre_layrnorm", d, eps)?,
+            pre_layrnorm: match config.pre_layer_norm {
+                true => Some(nn.layer_norm("vision_model.pre_layrnorm", d, eps)?),
+                false => None,
+            },
             encoder: Encoder::load(nn, "vision_model.encoder", &shape)?,
             post_layernorm: nn.layer_norm("vision_model.post_layernorm", d, eps)?,
         })
@@ -210,8 +215,9 @@ impl VisionTransformer {
                 *v += q;
             }
         }
+        let Some(pre) = &self.pre_layrnorm else { return Ok((x, batch, seq)) };
         let mut h = vec![0.0f32; x.len()];
-        layer_norm(&x, &self.pre_layrnorm, &mut h);
+        layer_norm(&x, pre, &mut h);
         drop(x);
         Ok((h, batch, seq))
     }

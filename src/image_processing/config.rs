@@ -195,8 +195,11 @@ impl ImageProcessorConfig {
         Self::from_json(&bytes).map_err(|e| e.context(path.display()))
     }
 
-    /// Reads `dir/preprocessor_config.json`, or returns the defaults when the
-    /// file does not exist. A missing directory is an `Io` error.
+    /// Reads `dir/preprocessor_config.json`. When the file does not exist,
+    /// the preprocessing the model in `dir` implies: `open_clip_config.json`'s
+    /// `preprocess_cfg`, else these defaults at the model's image size (from
+    /// `config.json` or OpenAI-named weights), else the plain defaults. A
+    /// missing directory is an `Io` error.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -209,7 +212,7 @@ impl ImageProcessorConfig {
         if path.exists() {
             Self::from_file(&path)
         } else {
-            Ok(Self::default())
+            crate::model_dir::implied_preprocessing(dir)
         }
     }
 

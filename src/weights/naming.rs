@@ -152,6 +152,45 @@ pub struct WeightsSummary {
     pub dtypes: std::collections::BTreeMap<&'static str, usize>,
 }
 
+/// Parts open_clip can build that this runtime does not implement, by a
+/// tensor-name fragment that only they have in open_clip's naming, and what
+/// to call them.
+pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
+    ("visual.trunk.", "a timm image tower (ConvNeXt, EVA, ...)"),
+    ("visual.layer1.", "a ModifiedResNet image tower (RN50, RN101, ...)"),
+    ("visual.attnpool.", "a ModifiedResNet attention-pool head"),
+    ("visual.attn_pool", "the attentional pooler (CoCa, attentional_pool)"),
+    ("text_decoder.", "a CoCa multimodal text decoder"),
+    ("text.", "a Hugging Face text tower inside open_clip (hf_model_name)"),
+    ("text_projection.weight", "a linear text projection (proj_type \"linear\")"),
+    (".attn.ln_q.", "query/key normalisation (qk_norm)"),
+    (".attn.logit_scale", "scaled cosine attention (scaled_cosine_attn)"),
+    (".attn.head_scale", "per-head scaling (scale_heads)"),
+    (".attn.ln_inner.", "attention with an inner layer norm (scale_attn_inner)"),
+    (".ln_attn.", "a layer norm after attention (scale_attn)"),
+    (".mlp.ln.", "an MLP with an inner layer norm (scale_fc)"),
+    ("logit_bias", "a sigmoid-loss logit bias (SigLIP)"),
+];
+
+/// Refuses a checkpoint that holds a part named in [`UNSUPPORTED`], naming
+/// the part and the tensor that shows it.
+fn refuse_unsupported(store: &WeightStore) -> Result<()> {
+    for name in store.names() {
+        if let Some((_, what)) = UNSUPPORTED.iter().find(|(frag, _)| {
+            if frag.starts_with('.') {
+                name.contains(frag)
+            } else {
+                name.starts_with(frag)
+            }
+        }) {
+            return Err(Error::unsupported(format!(
+                "tensor \"{name}\": {what} is not supported (see README, Supported checkpoints)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Resolves parameters for a model being built, collecting missing names.
 pub(crate) struct Loader<'a> {
     store: &'a WeightStore,
@@ -162,19 +201,18 @@ pub(crate) struct Loader<'a> {
 
 impl<'a> Loader<'a> {
     /// A loader over `store`, detecting its naming. Fails on checkpoints
-    /// using features this runtime does not implement (open_clip LayerScale),
+    /// built from parts this runtime does not implement ([`UNSUPPORTED`]),
     /// and when `CLIP_KERNEL` names a kernel that does not exist or that
     /// this CPU cannot run ([`crate::kernels::active_kernel`]).
     pub fn new(store: &'a WeightStore) -> Result<Self> {
         crate::kernels::active_kernel()?;
-        if let Some(n) = store.names().into_iter().find(|n| n.ends_with(".ls_1.gamma")) {
-            return Err(Error::unsupported(format!(
-                "tensor \"{n}\": open_clip LayerScale is not supported"
-            )));
+        let naming = Naming::detect(store);
+        if naming == Naming::OpenAi {
+            refuse_unsupported(store)?;
         }
         Ok(Loader {
             store,
-            naming: Naming::detect(store),
+            naming,
             missing: RefCell::new(Vec::new()),
             summary: RefCell::new(WeightsSummary::default()),
         })
