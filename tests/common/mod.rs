@@ -2,6 +2,8 @@
 //! `scripts/make_model_fixtures.py` computed with transformers.
 #![allow(dead_code)]
 
+pub mod families;
+
 use clip::Tensor;
 use safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
