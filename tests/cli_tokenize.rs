@@ -76,3 +76,22 @@ fn tokenize_errors() {
     let (code, _, _) = clip(&["tokenize", "--text", "x", "--padding", "sideways"], None);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn tokenizer_flag_accepts_a_directory() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizer/small");
+    let file = format!("{dir}/tokenizer.json");
+    let text = "a photo of a gigantic hippopotamus";
+    let run = |flag: &str, path: &str| {
+        let (code, out, err) = clip(&["tokenize", "--text", text, flag, path], None);
+        assert_eq!(code, 0, "{flag} {path}: {err}");
+        out
+    };
+    let by_dir = run("--tokenizer", dir);
+    assert_eq!(by_dir, run("--tokenizer", &file));
+    assert_eq!(by_dir, run("--model", dir));
+    // The small vocabulary splits the rare word differently from CLIP's, so
+    // the directory was really read.
+    let (_, builtin, _) = clip(&["tokenize", "--text", text], None);
+    assert_ne!(by_dir, builtin);
+}

@@ -242,11 +242,15 @@ impl CLIPTokenizer {
     /// `tokenizer.json`, `*.gz` as OpenAI's gzipped BPE file and any other
     /// `*.txt` as OpenAI's uncompressed BPE file. For the JSON formats,
     /// `tokenizer_config.json` / `special_tokens_map.json` beside the file are read too.
+    /// A directory is read as by [`CLIPTokenizer::from_dir`].
     ///
     /// # Errors
     /// `Io` if a file cannot be read, `Format` if it is malformed,
     /// `InvalidArgument` for an unrecognised file name.
     pub fn from_file(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            return Self::from_dir(path);
+        }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let dir = path.parent().unwrap_or(Path::new("."));
         if name == "vocab.json" {

@@ -37,7 +37,8 @@ pub struct TokenizeArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "tokenizer")]
     pub model: Option<PathBuf>,
     /// A tokenizer file: tokenizer.json, vocab.json (merges.txt beside it) or
-    /// OpenAI's bpe_simple_vocab_16e6.txt.gz.
+    /// OpenAI's bpe_simple_vocab_16e6.txt.gz; or a directory holding them
+    /// (read as --model reads one).
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<PathBuf>,
     #[command(flatten)]
