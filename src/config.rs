@@ -101,6 +101,18 @@ pub enum TextPooling {
     Last,
 }
 
+impl TextPooling {
+    /// The lowercase name, as in configs (`eos`, `argmax`, `first`, `last`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TextPooling::Eos => "eos",
+            TextPooling::Argmax => "argmax",
+            TextPooling::First => "first",
+            TextPooling::Last => "last",
+        }
+    }
+}
+
 impl Default for CLIPTextConfig {
     fn default() -> Self {
         CLIPTextConfig {

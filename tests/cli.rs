@@ -2,6 +2,8 @@
 //! images in `examples/`: every subcommand's output shape, the tags, search
 //! results, and the error cases with their exit codes.
 
+mod common;
+
 use clip::Tensor;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -266,6 +268,31 @@ fn info_and_preprocess() {
     ok(&["preprocess", "examples/images/red-circle.png", "--out", npy.to_str().unwrap()]);
     let t = Tensor::from_npy_bytes(&std::fs::read(&npy).unwrap()).unwrap();
     assert_eq!(t.shape(), &[1, 3, 64, 64]);
+}
+
+/// `clip info` reports the open_clip variants a checkpoint uses, in both
+/// outputs (the `variants-open_clip` fixture: LayerScale in both towers, no
+/// `ln_pre`, text pooled at the last position, no text projection).
+#[test]
+fn info_reports_open_clip_variants() {
+    let family = common::families::Family::load("variants-open_clip");
+    let tmp = family.materialise("cli-info");
+    let dir = tmp.dir.to_str().unwrap();
+    let info: Value = serde_json::from_str(&ok(&["info", "--model", dir, "--json"])).unwrap();
+    assert_eq!(info["text"]["pooling"], "last");
+    assert_eq!(info["text"]["layer_scale"], true);
+    assert_eq!(info["text"]["projection"], false);
+    assert_eq!(info["vision"]["pre_layer_norm"], false);
+    assert_eq!(info["vision"]["layer_scale"], true);
+    let human = ok(&["info", "--model", dir]);
+    let line = human.lines().find(|l| l.starts_with("variants:")).expect("a variants line");
+    for part in
+        ["LayerScale in both towers", "no ln_pre", "text pooled by last", "no text projection"]
+    {
+        assert!(line.contains(part), "{line}");
+    }
+    // B/32-style checkpoints print no variants line.
+    assert!(!ok(&["info"]).contains("variants:"));
 }
 
 /// `clip info` names the kernel in use (the environment's `CLIP_KERNEL`,

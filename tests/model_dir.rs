@@ -109,3 +109,13 @@ fn open_clip_config_refusals_name_the_key() {
         assert!(msg.contains(key) && msg.contains("open_clip_config.json"), "{cfg}: {msg}");
     }
 }
+
+#[test]
+fn pytorch_pickles_are_named_not_read() {
+    let dir = Scratch::copy("tiny-quickgelu", "pickle", &["model.safetensors"]);
+    std::fs::write(dir.path().join("open_clip_pytorch_model.bin"), b"not read").unwrap();
+    let e = CLIPModel::from_pretrained(dir.path()).err().expect("loaded");
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("open_clip_pytorch_model.bin") && msg.contains("safetensors"), "{msg}");
+}

@@ -147,17 +147,38 @@ impl WeightStore {
             return Self::open_file(&single);
         }
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        found.sort();
+        let files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let with_ext = |exts: &[&str]| -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> = files
+                .iter()
+                .filter(|p| p.extension().is_some_and(|x| exts.iter().any(|e| x == *e)))
+                .cloned()
+                .collect();
+            v.sort();
+            v
+        };
+        let found = with_ext(&["safetensors"]);
         match found.len() {
             1 => Self::open_file(&found[0]),
-            0 => Err(Error::new(
-                crate::ErrorKind::Io,
-                format!("{}: no model.safetensors (or other *.safetensors file) found", dir.display()),
-            )),
+            0 => {
+                // open_clip's and transformers' older hub files are pickles.
+                let pickle = with_ext(&["bin", "pt", "pth"]).into_iter().next().map_or(
+                    String::new(),
+                    |p| {
+                        format!(
+                            "; {} is a PyTorch pickle, which is not read (loading one can run code): convert it to safetensors",
+                            p.display()
+                        )
+                    },
+                );
+                Err(Error::new(
+                    crate::ErrorKind::Io,
+                    format!(
+                        "{}: no model.safetensors (or other *.safetensors file) found{pickle}",
+                        dir.display()
+                    ),
+                ))
+            }
             _ => Err(Error::format(format!(
                 "{}: several *.safetensors files and no model.safetensors or model.safetensors.index.json to choose between them",
                 dir.display()

@@ -44,11 +44,14 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             "hidden_size": t.hidden_size, "layers": t.num_hidden_layers, "heads": t.num_attention_heads,
             "intermediate_size": t.intermediate_size, "context_length": t.max_position_embeddings,
             "vocab_size": t.vocab_size, "hidden_act": t.hidden_act,
+            "pooling": t.pooling.name(), "layer_scale": t.layer_scale,
+            "projection": t.text_projection,
         },
         "vision": {
             "hidden_size": v.hidden_size, "layers": v.num_hidden_layers, "heads": v.num_attention_heads,
             "intermediate_size": v.intermediate_size, "image_size": v.image_size, "patch_size": v.patch_size,
-            "hidden_act": v.hidden_act,
+            "hidden_act": v.hidden_act, "pre_layer_norm": v.pre_layer_norm,
+            "layer_scale": v.layer_scale,
         },
         "weights": {
             "tensors": w.tensors, "dtypes": w.dtypes,
@@ -95,6 +98,25 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         v.image_size,
         v.patch_size
     );
+    let mut variants = Vec::new();
+    match (t.layer_scale, v.layer_scale) {
+        (true, true) => variants.push("LayerScale in both towers".to_string()),
+        (true, false) => variants.push("LayerScale in the text tower".into()),
+        (false, true) => variants.push("LayerScale in the vision tower".into()),
+        (false, false) => {}
+    }
+    if !v.pre_layer_norm {
+        variants.push("no ln_pre".into());
+    }
+    if t.pooling != clip::config::TextPooling::Eos {
+        variants.push(format!("text pooled by {}", t.pooling.name()));
+    }
+    if !t.text_projection {
+        variants.push("no text projection".into());
+    }
+    if !variants.is_empty() {
+        println!("variants:       {}", variants.join(", "));
+    }
     let dtypes: Vec<String> = w.dtypes.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
         "weights:        {} tensors ({}); {:.1} MiB used in place (mapped, not copied), {:.2} MiB copied",
