@@ -1,5 +1,7 @@
 //! Image and text encoding throughput at `openai/clip-vit-base-patch32`
-//! shapes (random weights built in memory), F32 and F16 weights.
+//! shapes, or `openai/clip-vit-large-patch14-336`'s with
+//! `CLIP_BENCH_SHAPES=l14-336` (random weights built in memory), F32 and F16
+//! weights. At L/14@336 (~350 GFLOP an image) images run at batch 1 only.
 //!
 //! `cargo bench --bench model [-- --json] [f32|f16|int8]... [image|text|text-pad77|text-long]...`
 //! (no dtype named: all; no task named: all; a task word picks the tasks
@@ -17,7 +19,7 @@ mod random_model;
 use clip::config::CLIPConfig;
 use clip::kernels::Kernel;
 use clip::{CLIPModel, Precision, Tensor};
-use random_model::{b32_config, random_store, time_it};
+use random_model::{bench_shapes, random_store, time_it};
 
 /// FLOPs (2 per multiply-add) of one pass over `seq` tokens as the pooled
 /// outputs (`get_image_features`, `get_text_features`) execute it: every
@@ -236,6 +238,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let (shapes, config) = bench_shapes();
     let (nominal, nominal_desc) = peak_gflops(threads, kernel);
     let measured = measured_peak_gflops(kernel);
     // The share of peak uses the measured FMA ceiling when there is one.
@@ -246,14 +249,13 @@ fn main() {
             measured.map_or("null".into(), |m| m.to_string())
         );
     } else {
-        println!("clip model benchmark: B/32 shapes, {threads} threads, kernel {kernel}");
+        println!("clip model benchmark: {shapes} shapes, {threads} threads, kernel {kernel}");
         println!("  nominal peak {nominal:.0} GFLOP/s = {nominal_desc}");
         match measured {
             Some(m) => println!("  measured FMA peak {m:.0} GFLOP/s (register-only {kernel} FMA loop on every thread); shares below are of this"),
             None => println!("  no measured peak on this CPU; shares below are of the nominal peak"),
         }
     }
-    let config = b32_config();
     let text_cases = text_cases();
     if let Err(e) = write_text_inputs(&text_cases) {
         eprintln!("warning: could not write the text inputs for the peers: {e}");
@@ -305,16 +307,20 @@ fn main() {
         if dtype == "int8" {
             model.set_precision(Precision::Int8);
         }
-        for (batch, runs) in [(1usize, 20 * repeat), (16, 5 * repeat)] {
+        let image_cases: &[(usize, usize)] =
+            if shapes == "b32" { &[(1, 20), (16, 5)] } else { &[(1, 5)] };
+        for &(batch, runs) in image_cases {
+            let runs = runs * repeat;
             if image_batch.is_some_and(|b| b != batch) {
                 continue;
             }
             if !wanted("image") {
                 break;
             }
-            let n = batch * 3 * 224 * 224;
+            let size = config.vision_config.image_size;
+            let n = batch * 3 * size * size;
             let px = Tensor::new(
-                vec![batch, 3, 224, 224],
+                vec![batch, 3, size, size],
                 (0..n).map(|i| ((i % 255) as f32) / 255.0 - 0.5).collect(),
             )
             .unwrap();

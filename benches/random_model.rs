@@ -17,6 +17,43 @@ pub fn b32_config() -> CLIPConfig {
     }
 }
 
+/// `openai/clip-vit-large-patch14-336`'s configuration (text 768 wide, 12
+/// layers; vision 1024 wide, 24 layers, patch 14, 336 px; projection 768).
+pub fn l14_336_config() -> CLIPConfig {
+    let text_config = CLIPTextConfig {
+        hidden_size: 768,
+        intermediate_size: 3072,
+        num_attention_heads: 12,
+        projection_dim: 768,
+        eos_token_id: Some(2),
+        ..CLIPTextConfig::default()
+    };
+    let vision_config = CLIPVisionConfig {
+        hidden_size: 1024,
+        intermediate_size: 4096,
+        num_hidden_layers: 24,
+        num_attention_heads: 16,
+        image_size: 336,
+        patch_size: 14,
+        projection_dim: 768,
+        ..CLIPVisionConfig::default()
+    };
+    CLIPConfig { text_config, vision_config, projection_dim: 768, ..CLIPConfig::default() }
+}
+
+/// The shapes a benchmark runs, by `CLIP_BENCH_SHAPES`: `b32` (default) or
+/// `l14-336`, with a label for reports. Exits with status 2 on other values.
+pub fn bench_shapes() -> (&'static str, CLIPConfig) {
+    match std::env::var("CLIP_BENCH_SHAPES").as_deref() {
+        Err(_) | Ok("b32") => ("b32", b32_config()),
+        Ok("l14-336") => ("l14-336", l14_336_config()),
+        Ok(other) => {
+            eprintln!("CLIP_BENCH_SHAPES={other}: expected b32 or l14-336");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn tower(prefix: &str, d: usize, f: usize, layers: usize, out: &mut Vec<(String, Vec<usize>)>) {
     for i in 0..layers {
         let p = format!("{prefix}.encoder.layers.{i}");

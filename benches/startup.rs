@@ -1,11 +1,13 @@
 //! Start-up: model load to first embedding in a fresh process, and that
 //! process's peak resident memory, at `openai/clip-vit-base-patch32` shapes
+//! or, with `CLIP_BENCH_SHAPES=l14-336`, `openai/clip-vit-large-patch14-336`'s
 //! (random weights), F32 and F16 checkpoints.
 //!
 //! `cargo bench --bench startup [-- --json] [--runs N] [--prepare] [f32|f16] [image|text]`
 //!
 //! It first writes two Hugging Face model directories under
-//! `target/bench-models/` (`b32-random-f32/`, `b32-random-f16/`: config.json,
+//! `target/bench-models/` (`b32-random-f32/`, `b32-random-f16/`, or
+//! `l14-336-random-*`: config.json,
 //! preprocessor_config.json, vocab.json + merges.txt of the built-in CLIP
 //! vocabulary, model.safetensors; reused when already complete) and a
 //! 640x480 PNG, `startup.png`. `--prepare` stops there (the Python peers,
@@ -40,7 +42,7 @@ use clip::config::CLIPConfig;
 use clip::tokenizer::CLIPTokenizer;
 use clip::weights::WeightStore;
 use clip::Pipeline;
-use random_model::{b32_config, clip_tensors, write_random_safetensors};
+use random_model::{bench_shapes, clip_tensors, write_random_safetensors};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -130,8 +132,8 @@ fn is_complete(path: &Path, c: &CLIPConfig, f16: bool) -> bool {
 }
 
 /// The model directory of one dtype, written unless already complete.
-fn prepare_model(c: &CLIPConfig, f16: bool) -> PathBuf {
-    let dir = models_root().join(if f16 { "b32-random-f16" } else { "b32-random-f32" });
+fn prepare_model(shapes: &str, c: &CLIPConfig, f16: bool) -> PathBuf {
+    let dir = models_root().join(format!("{shapes}-random-{}", if f16 { "f16" } else { "f32" }));
     let complete = is_complete(&dir.join("model.safetensors"), c, f16)
         && ["config.json", "preprocessor_config.json", "vocab.json", "merges.txt"]
             .iter()
@@ -276,12 +278,12 @@ fn main() {
         args.iter().filter(|a| !a.starts_with('-')).map(String::as_str).collect();
     let wanted =
         |w: &str, all: &[&str]| !words.iter().any(|x| all.contains(x)) || words.contains(&w);
-    let config = b32_config();
+    let (shapes, config) = bench_shapes();
     let image = prepare_image();
     let dirs: Vec<(&str, PathBuf)> = [("f32", false), ("f16", true)]
         .into_iter()
         .filter(|(d, _)| wanted(d, &["f32", "f16"]))
-        .map(|(d, f16)| (d, prepare_model(&config, f16)))
+        .map(|(d, f16)| (d, prepare_model(shapes, &config, f16)))
         .collect();
     if args.iter().any(|a| a == "--prepare") {
         for (_, dir) in &dirs {
@@ -293,7 +295,7 @@ fn main() {
     let threads = rayon::current_num_threads();
     if !json {
         println!(
-            "clip start-up benchmark: B/32 shapes, random weights, {threads} threads; \
+            "clip start-up benchmark: {shapes} shapes, random weights, {threads} threads; \
              fresh process per run, median (range) of {runs} runs after one page-cache warm-up run"
         );
     }

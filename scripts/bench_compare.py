@@ -12,6 +12,10 @@ the median over rounds of the per-round medians.
 Usage: python3 scripts/bench_compare.py [--threads 2] [--rounds 2]
          [--suite all|throughput|startup] [--startup-runs 5] [--out FILE.md]
          [--tasks image,text...] [--no-int8] [--kernel avx512|avx2|neon|gemm]
+         [--shapes b32|l14-336] [--dtypes f32,f16]
+
+--shapes l14-336 runs every runtime at openai/clip-vit-large-patch14-336's
+shapes (images at batch 1 only); --dtypes picks the start-up checkpoints.
 
 --kernel forces clip's kernel (CLIP_KERNEL) and PyTorch's instruction set:
 avx512 sets ATEN_CPU_CAPABILITY (MKL and oneDNN use AVX-512 for f32 by
@@ -45,6 +49,9 @@ def main():
     ap.add_argument("--suite", choices=["all", "throughput", "startup"], default="all")
     ap.add_argument("--startup-runs", type=int, default=5, help="fresh processes per start-up job and round")
     ap.add_argument("--out")
+    ap.add_argument("--shapes", choices=["b32", "l14-336"], default="b32",
+                    help="model shapes for every runtime: openai/clip-vit-base-patch32 or clip-vit-large-patch14-336")
+    ap.add_argument("--dtypes", default="f32,f16", help="start-up suite: which checkpoints (f32, f16)")
     ap.add_argument("--tasks", default="",
                     help="comma-separated task prefixes for the throughput suite (image, text, text-pad77, "
                          "text-long), e.g. `--tasks image --rounds 8` for a longer image-only comparison; default: all")
@@ -52,7 +59,8 @@ def main():
     ap.add_argument("--kernel", choices=["avx512", "avx2", "neon", "gemm"],
                     help="force clip's kernel (CLIP_KERNEL) and PyTorch's matching ATEN_CPU_CAPABILITY")
     args = ap.parse_args()
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
+               CLIP_BENCH_SHAPES=args.shapes)
     if args.kernel:
         env["CLIP_KERNEL"] = args.kernel
         if args.kernel in ("avx2", "avx512"):
@@ -65,7 +73,8 @@ def main():
         subprocess.run(["cargo", "bench", "--bench", "model", "--no-run"], cwd=ROOT, check=True)
     if startup:
         subprocess.run(["cargo", "bench", "--bench", "startup", "--no-run"], cwd=ROOT, check=True)
-        subprocess.run(["cargo", "bench", "-q", "--bench", "startup", "--", "--prepare"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "bench", "-q", "--bench", "startup", "--", "--prepare",
+                        *[d for d in args.dtypes.split(",") if d]], cwd=ROOT, env=env, check=True)
     results = collections.defaultdict(list)
     starts = collections.defaultdict(list)
     peaks = []
@@ -78,25 +87,28 @@ def main():
                     peaks.append(rec)
                     continue
                 results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
-            peer = [sys.executable, "scripts/bench_peer.py", "--threads", str(args.threads), "--tasks", args.tasks]
+            peer = [sys.executable, "scripts/bench_peer.py", "--threads", str(args.threads), "--tasks", args.tasks,
+                    "--shapes", args.shapes]
             for rec in run_jsonl(peer + (["--no-int8"] if args.no_int8 else []), env):
                 results[(rec["runtime"], rec["task"], rec["dtype"], rec["batch"], rec["tokens"])].append(rec)
         if startup:
             runs = str(args.startup_runs)
-            for rec in run_jsonl(["cargo", "bench", "-q", "--bench", "startup", "--", "--json", "--runs", runs], env):
+            dtypes = [d for d in args.dtypes.split(",") if d]
+            for rec in run_jsonl(["cargo", "bench", "-q", "--bench", "startup", "--", "--json", "--runs", runs,
+                                  *dtypes], env):
                 starts[("clip", rec["input"], rec["dtype"])].append(rec)
                 if rec.get("cli_to_exit_median_s") is not None:
                     starts[("clip-cli", rec["input"], rec["dtype"])].append(
                         {"median_s": rec["cli_to_exit_median_s"], "min_s": rec["cli_to_exit_min_s"],
                          "max_s": rec["cli_to_exit_max_s"]})
             for rec in run_jsonl([sys.executable, "scripts/bench_startup_peer.py", "--threads", str(args.threads),
-                                  "--runs", runs], env):
+                                  "--runs", runs, "--shapes", args.shapes, "--dtypes", args.dtypes], env):
                 starts[(rec["runtime"], rec["input"], rec["dtype"])].append(rec)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     flags = open("/proc/cpuinfo").read()
     isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
     kernel = peaks[0].get("kernel", "?") if peaks else (args.kernel or "detected")
-    lines = [f"Machine: {cpu} ({isa}), {os.cpu_count()} cores; {args.threads} threads for every runtime; "
+    lines = [f"Model shapes: {args.shapes}. Machine: {cpu} ({isa}), {os.cpu_count()} cores; {args.threads} threads for every runtime; "
              f"{args.rounds} alternating rounds; load average {load_before[0]:.2f} before, "
              f"{os.getloadavg()[0]:.2f} after.",
              f"clip kernel: {kernel}" + (" (forced by CLIP_KERNEL)" if args.kernel else " (detected)") +
@@ -130,18 +142,22 @@ def throughput_table(results, args):
              "| clip % of peak | clip int8 /s | PyTorch int8 /s | ORT int8 /s | int8: clip/PyTorch | int8: clip/ORT |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
+    def num(v):
+        # One decimal at B/32 rates; three significant digits for L/14's images (~0.7/s).
+        return f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
+
     def med(key):
         recs = results.get(key)
         if not recs:
             return None, ""
         v = [x["per_second"] for x in recs]
-        return statistics.median(v), f"{min(v):.1f}-{max(v):.1f}"
+        return statistics.median(v), f"{num(min(v))}-{num(max(v))}"
 
     rows = []  # the clip f32 measurements, in the bench's order
     for (rt, task, dtype, batch, tokens) in results:
         if rt == "clip" and dtype == "f32" and (task, batch, tokens) not in rows:
             rows.append((task, batch, tokens))
-    f = lambda v, r: f"{v:.1f} ({r})" if v else "-"
+    f = lambda v, r: f"{num(v)} ({r})" if v else "-"
     ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
     for task, batch, tokens in rows:
         c32, c32r = med(("clip", task, "f32", batch, tokens))
@@ -173,7 +189,7 @@ def throughput_table(results, args):
               "| task | batch | tokens | clip fastest /s | PyTorch fastest /s | ORT fastest /s | clip/PyTorch fastest "
               "| clip/ORT fastest | clip/PyTorch per round | clip/ORT per round |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    g = lambda v: f"{v:.1f}" if v else "-"
+    g = lambda v: num(v) if v else "-"
     for task, batch, tokens in rows:
         keys = [(rt, task, "f32", batch, tokens) for rt in ("clip", "pytorch", "onnxruntime")]
         c, pt, ort = (fastest(k) for k in keys)

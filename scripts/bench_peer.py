@@ -94,6 +94,8 @@ def main():
     ap.add_argument("--text-inputs", default=os.path.join(os.path.dirname(__file__), "..", "target",
                                                           "bench-inputs", "texts.json"),
                     help="text ids/masks written by `cargo bench --bench model` (default: %(default)s)")
+    ap.add_argument("--shapes", choices=["b32", "l14-336"], default="b32",
+                    help="openai/clip-vit-base-patch32's shapes, or clip-vit-large-patch14-336's (images at batch 1 only)")
     ap.add_argument("--tasks", default="",
                     help="comma-separated task prefixes to run (image, text, text-pad77, text-long); default: all")
     args = ap.parse_args()
@@ -103,11 +105,20 @@ def main():
     from transformers import CLIPConfig, CLIPModel
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = CLIPConfig(text_config=dict(eos_token_id=2, bos_token_id=0, pad_token_id=1), vision_config={},
-                     projection_dim=512)
+    if args.shapes == "b32":
+        cfg = CLIPConfig(text_config=dict(eos_token_id=2, bos_token_id=0, pad_token_id=1), vision_config={},
+                         projection_dim=512)
+    else:
+        cfg = CLIPConfig(text_config=dict(eos_token_id=2, bos_token_id=0, pad_token_id=1, hidden_size=768,
+                                          intermediate_size=3072, num_attention_heads=12, projection_dim=768),
+                         vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                            num_attention_heads=16, image_size=336, patch_size=14,
+                                            projection_dim=768),
+                         projection_dim=768)
+    size = cfg.vision_config.image_size
     model = CLIPModel(cfg).eval()
     runtimes = args.runtimes.split(",")
-    cases_img = [(1, 20), (16, 5)] if wanted("image") else []
+    cases_img = ([(1, 20), (16, 5)] if args.shapes == "b32" else [(1, 5)]) if wanted("image") else []
     cases_txt = [c for c in text_cases(args.text_inputs) if wanted(c[0])]
     if "pytorch" in runtimes:
         # int8: dynamic quantisation of every nn.Linear (int8 weights, activations quantised per
@@ -119,7 +130,7 @@ def main():
         with torch.inference_mode():
             for dtype, m in variants:
                 for batch, runs in cases_img:
-                    px = torch.randn(batch, 3, 224, 224)
+                    px = torch.randn(batch, 3, size, size)
                     emit("pytorch", "image", batch, None,
                          *timeit(lambda: m.get_image_features(pixel_values=px), runs), dtype=dtype)
                 for task, ids, mask, runs in cases_txt:
@@ -136,7 +147,7 @@ def main():
         with tempfile.TemporaryDirectory() as d:
             img_module, txt_module = features_modules(model)
             img_path, txt_path = os.path.join(d, "img.onnx"), os.path.join(d, "txt.onnx")
-            torch.onnx.export(img_module, (torch.randn(1, 3, 224, 224),), img_path, input_names=["px"],
+            torch.onnx.export(img_module, (torch.randn(1, 3, size, size),), img_path, input_names=["px"],
                               dynamic_axes={"px": {0: "b"}}, opset_version=17, dynamo=False)
             torch.onnx.export(txt_module, (text_ids(2, 7), torch.ones(2, 7, dtype=torch.long)), txt_path,
                               input_names=["ids", "mask"],
@@ -157,7 +168,7 @@ def main():
                 img = ort.InferenceSession(ip, so, providers=["CPUExecutionProvider"])
                 txt = ort.InferenceSession(tp, so, providers=["CPUExecutionProvider"])
                 for batch, runs in cases_img:
-                    px = torch.randn(batch, 3, 224, 224).numpy()
+                    px = torch.randn(batch, 3, size, size).numpy()
                     emit("onnxruntime", "image", batch, None, *timeit(lambda: img.run(None, {"px": px}), runs),
                          dtype=dtype)
                 for task, ids, mask, runs in cases_txt:

@@ -66,6 +66,12 @@ def status_mib(field):
     return None
 
 
+def image_size(model_dir):
+    """The vision tower's input size, from the directory's config.json."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        return json.load(f)["vision_config"]["image_size"]
+
+
 def child(runtime, inp, model_dir, image, threads, spawned_at):
     """Runs one job and prints its phases and memory as a JSON line."""
     if runtime.startswith("pytorch"):
@@ -107,13 +113,14 @@ def child(runtime, inp, model_dir, image, threads, spawned_at):
         t2 = time.perf_counter()
 
         def embed():
-            # CLIPImageProcessor: shortest edge to 224 (bicubic), centre crop, scale, normalise.
+            # CLIPImageProcessor: shortest edge to the model's size (bicubic), centre crop, scale, normalise.
+            n = image_size(model_dir)
             img = Image.open(image).convert("RGB")
             w, h = img.size
-            s = 224 / min(w, h)
-            img = img.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BICUBIC)
-            left, top = (img.size[0] - 224) // 2, (img.size[1] - 224) // 2
-            a = np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255.0
+            s = n / min(w, h)
+            img = img.resize((max(n, round(w * s)), max(n, round(h * s))), Image.BICUBIC)
+            left, top = (img.size[0] - n) // 2, (img.size[1] - n) // 2
+            a = np.asarray(img.crop((left, top, left + n, top + n)), dtype=np.float32) / 255.0
             px = ((a - np.array(MEAN, np.float32)) / np.array(STD, np.float32)).transpose(2, 0, 1)[None]
             return sess.run(None, {"px": np.ascontiguousarray(px)})[0]
     dim = embed().shape[-1]
@@ -141,7 +148,7 @@ def export_onnx(model_dir):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".partial"
     with torch.inference_mode():
-        torch.onnx.export(features_modules(model)[0], (torch.randn(1, 3, 224, 224),), tmp, input_names=["px"],
+        torch.onnx.export(features_modules(model)[0], (torch.randn(1, 3, image_size(model_dir), image_size(model_dir)),), tmp, input_names=["px"],
                           dynamic_axes={"px": {0: "b"}}, opset_version=17, dynamo=False)
     os.replace(tmp, path)
     return path
@@ -168,6 +175,9 @@ def main():
     ap.add_argument("--runtimes", default="pytorch,pytorch-f16,onnxruntime")
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))  # as benches/startup.rs
     ap.add_argument("--models", default=os.path.join(target, "bench-models"))
+    ap.add_argument("--shapes", choices=["b32", "l14-336"], default="b32",
+                    help="which model directories (benches/startup.rs with CLIP_BENCH_SHAPES writes them)")
+    ap.add_argument("--dtypes", default="f32,f16", help="comma-separated: f32, f16")
     ap.add_argument("--child", nargs=6, metavar=("RUNTIME", "INPUT", "DIR", "IMAGE", "THREADS", "SPAWNED_AT"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -175,14 +185,15 @@ def main():
         rt, inp, d, img, threads, at = args.child
         return child(rt, inp, d, img, int(threads), float(at))
     image = os.path.join(args.models, "startup.png")
-    dirs = {dt: os.path.join(args.models, f"b32-random-{dt}") for dt in ("f32", "f16")}
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    dirs = {dt: os.path.join(args.models, f"{args.shapes}-random-{dt}") for dt in dtypes}
     if not all(os.path.isfile(os.path.join(d, "model.safetensors")) for d in dirs.values()):
         sys.exit(f"no model directories under {args.models}: run `cargo bench --bench startup -- --prepare`")
     runtimes = args.runtimes.split(",")
-    if "onnxruntime" in runtimes:
+    if "onnxruntime" in runtimes and "f32" in dirs:
         export_onnx(dirs["f32"])
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    jobs = [(rt, inp, dt) for dt in ("f32", "f16") for inp in ("image", "text") for rt in runtimes
+    jobs = [(rt, inp, dt) for dt in dtypes for inp in ("image", "text") for rt in runtimes
             if not (rt == "pytorch-f16" and dt == "f32") and not (rt == "onnxruntime" and (dt, inp) != ("f32", "image"))]
     for rt, inp, dt in jobs:
         recs = series([sys.executable, os.path.abspath(__file__), "--child", rt, inp, dirs[dt], image,
