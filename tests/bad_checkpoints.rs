@@ -6,33 +6,18 @@
 mod common;
 
 use clip::{CLIPModel, ErrorKind};
+use common::Scratch;
 use safetensors::tensor::{Dtype, TensorView};
-use std::path::{Path, PathBuf};
 
-/// A scratch model directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("clip-bad-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(
-            common::model_dir("tiny-quickgelu").join("config.json"),
-            dir.join("config.json"),
-        )
-        .unwrap();
-        Scratch(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch model directory with the fixture's `config.json`.
+fn scratch_model(tag: &str) -> Scratch {
+    let dir = Scratch::new(tag);
+    std::fs::copy(
+        common::model_dir("tiny-quickgelu").join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    dir
 }
 
 fn original_weights() -> Vec<u8> {
@@ -59,7 +44,7 @@ fn rewrite(
 }
 
 fn load_err(tag: &str, weights: &[u8]) -> clip::Error {
-    let dir = Scratch::new(tag);
+    let dir = scratch_model(tag);
     std::fs::write(dir.path().join("model.safetensors"), weights).unwrap();
     match CLIPModel::from_pretrained(dir.path()) {
         Ok(_) => panic!("{tag}: a broken checkpoint loaded"),
@@ -181,7 +166,7 @@ fn bad_config_json() {
             ErrorKind::Unsupported,
         ),
     ] {
-        let dir = Scratch::new(tag);
+        let dir = scratch_model(tag);
         std::fs::write(dir.path().join("model.safetensors"), original_weights()).unwrap();
         std::fs::write(dir.path().join("config.json"), text).unwrap();
         let e =
@@ -196,7 +181,7 @@ fn missing_files() {
     let e = CLIPModel::from_pretrained("/nonexistent/model/dir").err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Io);
     assert!(e.to_string().contains("/nonexistent/model/dir"), "{e}");
-    let dir = Scratch::new("noweights");
+    let dir = scratch_model("noweights");
     let e = CLIPModel::from_pretrained(dir.path()).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Io);
     assert!(e.to_string().contains("no model.safetensors"), "{e}");

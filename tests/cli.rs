@@ -277,7 +277,7 @@ fn info_and_preprocess() {
 fn info_reports_open_clip_variants() {
     let family = common::families::Family::load("variants-open_clip");
     let tmp = family.materialise("cli-info");
-    let dir = tmp.dir.to_str().unwrap();
+    let dir = tmp.path().to_str().unwrap();
     let info: Value = serde_json::from_str(&ok(&["info", "--model", dir, "--json"])).unwrap();
     assert_eq!(info["text"]["pooling"], "last");
     assert_eq!(info["text"]["layer_scale"], true);

@@ -7,36 +7,8 @@ mod common;
 
 use clip::image_processing::CLIPImageProcessor;
 use clip::{CLIPModel, ErrorKind, Pipeline};
+use common::Scratch;
 use safetensors::tensor::{Dtype, TensorView};
-use std::path::{Path, PathBuf};
-
-/// A copy of a fixture's files (some left out), removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn copy(fixture: &str, tag: &str, skip: &[&str]) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("clip-dir-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(common::model_dir(fixture)).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_str().unwrap().to_string();
-            if !skip.contains(&name.as_str()) && name != "reference.safetensors" {
-                std::fs::copy(&path, dir.join(&name)).unwrap();
-            }
-        }
-        Scratch(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `tiny-quickgelu-openai`'s weights plus one extra tensor `name`.
 fn weights_with(name: &str) -> Vec<u8> {
@@ -52,14 +24,14 @@ fn weights_with(name: &str) -> Vec<u8> {
 #[test]
 fn preprocessing_follows_the_model_without_a_preprocessor_config() {
     // config.json says 32 px; no preprocessor_config.json.
-    let dir = Scratch::copy("tiny-quickgelu", "pp-config", &[]);
+    let dir = Scratch::copy_fixture("tiny-quickgelu", "pp-config", &[]);
     assert!(!dir.path().join("preprocessor_config.json").exists());
     let p = CLIPImageProcessor::from_dir(dir.path()).unwrap();
     assert_eq!(p.output_size(), Some((32, 32)));
 
     // OpenAI naming and no config.json at all: the size is inferred from
     // the weights (patch 8 x grid 4), and images go through end to end.
-    let bare = Scratch::copy("tiny-quickgelu-openai", "pp-bare", &["config.json"]);
+    let bare = Scratch::copy_fixture("tiny-quickgelu-openai", "pp-bare", &["config.json"]);
     let p = CLIPImageProcessor::from_dir(bare.path()).unwrap();
     assert_eq!(p.output_size(), Some((32, 32)));
     let pipeline = Pipeline::from_dir(bare.path()).unwrap();
@@ -84,7 +56,8 @@ fn open_clip_parts_not_implemented_are_named() {
         ("visual.transformer.resblocks.1.attn.ln_q.weight", "qk_norm"),
         ("logit_bias", "SigLIP"),
     ] {
-        let dir = Scratch::copy("tiny-quickgelu-openai", "unsupported", &["model.safetensors"]);
+        let dir =
+            Scratch::copy_fixture("tiny-quickgelu-openai", "unsupported", &["model.safetensors"]);
         std::fs::write(dir.path().join("model.safetensors"), weights_with(tensor)).unwrap();
         let e = CLIPModel::from_pretrained(dir.path()).err().expect("loaded");
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{tensor}: {e}");
@@ -101,7 +74,7 @@ fn open_clip_config_refusals_name_the_key() {
         (r#"{"embed_dim": 24, "text_cfg": {"hf_model_name": "roberta-base"}}"#, "hf_model_name"),
         (r#"{"embed_dim": 24, "multimodal_cfg": {"width": 512}}"#, "CoCa"),
     ] {
-        let dir = Scratch::copy("tiny-quickgelu-openai", "oc-refuse", &["config.json"]);
+        let dir = Scratch::copy_fixture("tiny-quickgelu-openai", "oc-refuse", &["config.json"]);
         std::fs::write(dir.path().join("open_clip_config.json"), cfg).unwrap();
         let e = CLIPModel::from_pretrained(dir.path()).err().expect("loaded");
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{cfg}: {e}");
@@ -112,7 +85,7 @@ fn open_clip_config_refusals_name_the_key() {
 
 #[test]
 fn pytorch_pickles_are_named_not_read() {
-    let dir = Scratch::copy("tiny-quickgelu", "pickle", &["model.safetensors"]);
+    let dir = Scratch::copy_fixture("tiny-quickgelu", "pickle", &["model.safetensors"]);
     std::fs::write(dir.path().join("open_clip_pytorch_model.bin"), b"not read").unwrap();
     let e = CLIPModel::from_pretrained(dir.path()).err().expect("loaded");
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");

@@ -34,10 +34,10 @@ fn assert_rel(reference: &Reference, name: &str, got: &Tensor) -> f32 {
 
 /// Loads the fixture through `CLIPModel::from_pretrained` and checks the
 /// text and image features (and logits, if the reference has them).
-fn check(name: &str) -> (Family, CLIPModel, Reference, common::families::TempModel) {
+fn check(name: &str) -> (Family, CLIPModel, Reference, common::Scratch) {
     let family = Family::load(name);
     let tmp = family.materialise("parity");
-    let model = CLIPModel::from_pretrained(&tmp.dir)
+    let model = CLIPModel::from_pretrained(tmp.path())
         .unwrap_or_else(|e| panic!("{name}: loading failed: {e}"));
     let r = Reference::load(&family.dir);
     let ids = r.rows_u32("input_ids");
@@ -92,7 +92,7 @@ fn open_clip_layer_scale_and_variants() {
 
     // Without preprocessor_config.json, images are preprocessed at the
     // model's 32 px with open_clip_config.json's normalisation.
-    let pipeline = clip::Pipeline::from_dir(&tmp.dir).unwrap();
+    let pipeline = clip::Pipeline::from_dir(tmp.path()).unwrap();
     let image = common::test_image(50, 40, 3);
     let px = pipeline.processor().process_images(&[image]).unwrap();
     assert_eq!(px.shape(), &[1, 3, 32, 32]);

@@ -98,23 +98,19 @@ impl Family {
 
     /// Writes the checkpoint into a fresh temporary directory, with the
     /// fixture's config file(s) beside it; removed on drop.
-    pub fn materialise(&self, tag: &str) -> TempModel {
+    pub fn materialise(&self, tag: &str) -> super::Scratch {
         self.check_generator();
-        let dir = std::env::temp_dir().join(format!(
-            "clip-family-{}-{tag}-{}",
-            self.dir.file_name().unwrap().to_string_lossy(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let name = self.dir.file_name().unwrap().to_string_lossy();
+        let dir = super::Scratch::new(&format!("family-{name}-{tag}"));
         for f in ["config.json", "open_clip_config.json"] {
             if self.dir.join(f).is_file() {
-                std::fs::copy(self.dir.join(f), dir.join(f)).unwrap();
+                std::fs::copy(self.dir.join(f), dir.path().join(f)).unwrap();
             }
         }
         let file = self.manifest["weights_file"].as_str().unwrap();
-        write_safetensors(&dir.join(file), self.manifest["seed"].as_u64().unwrap(), &self.specs());
-        TempModel { dir }
+        let seed = self.manifest["seed"].as_u64().unwrap();
+        write_safetensors(&dir.path().join(file), seed, &self.specs());
+        dir
     }
 
     /// The pixel input `name` of the manifest, regenerated.
@@ -133,17 +129,6 @@ impl Family {
             p["offset"].as_f64().unwrap(),
         );
         Tensor::new(shape, data).unwrap()
-    }
-}
-
-/// A model directory that is deleted when dropped.
-pub struct TempModel {
-    pub dir: PathBuf,
-}
-
-impl Drop for TempModel {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

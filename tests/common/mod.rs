@@ -13,6 +13,53 @@ pub fn model_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name)
 }
 
+/// A scratch directory under the system's temp dir, unique to the process
+/// and the call, removed on drop.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// An empty directory; `tag` names it for whoever finds one left over.
+    pub fn new(tag: &str) -> Scratch {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("clip-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// A copy of the model fixture `fixture`'s files but `skip` (and the
+    /// reference outputs).
+    pub fn copy_fixture(fixture: &str, tag: &str, skip: &[&str]) -> Scratch {
+        let dir = Scratch::new(tag);
+        for entry in std::fs::read_dir(model_dir(fixture)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if !skip.contains(&name.as_str()) && name != "reference.safetensors" {
+                std::fs::copy(&path, dir.path().join(&name)).unwrap();
+            }
+        }
+        dir
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `bytes` to the file `name` in the directory; its path.
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Reference tensors of one fixture (`reference.safetensors`).
 pub struct Reference {
     bytes: Vec<u8>,
