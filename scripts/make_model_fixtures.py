@@ -147,7 +147,9 @@ def save_ref(path, ref):
     for k, v in ref.items():
         v = v.detach().clone().contiguous()
         tensors[k] = v.to(torch.int64) if not v.is_floating_point() else v.to(torch.float32)
-    save_file(tensors, path, metadata={"transformers": transformers.__version__, "torch": torch.__version__})
+    # One metadata key: safetensors writes several in hash order, so the bytes would differ by run.
+    versions = {"transformers": transformers.__version__, "torch": torch.__version__}
+    save_file(tensors, path, metadata={"versions": json.dumps(versions, sort_keys=True)})
 
 
 def clip_model_fixture(out_dir, name, text_kw, vision_kw, gen, dtypes=("float32",), openai=False,
