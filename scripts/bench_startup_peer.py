@@ -66,12 +66,6 @@ def status_mib(field):
     return None
 
 
-def image_size(model_dir):
-    """The vision tower's input size, from the directory's config.json."""
-    with open(os.path.join(model_dir, "config.json")) as f:
-        return json.load(f)["vision_config"]["image_size"]
-
-
 def child(runtime, inp, model_dir, image, threads, spawned_at):
     """Runs one job and prints its phases and memory as a JSON line."""
     if runtime.startswith("pytorch"):
@@ -110,11 +104,11 @@ def child(runtime, inp, model_dir, image, threads, spawned_at):
         so.inter_op_num_threads = 1
         sess = ort.InferenceSession(os.path.join(model_dir, "onnx", "vision_model.onnx"), so,
                                     providers=["CPUExecutionProvider"])
+        n = sess.get_inputs()[0].shape[-1]  # exported at the model's image size (only the batch is dynamic)
         t2 = time.perf_counter()
 
         def embed():
             # CLIPImageProcessor: shortest edge to the model's size (bicubic), centre crop, scale, normalise.
-            n = image_size(model_dir)
             img = Image.open(image).convert("RGB")
             w, h = img.size
             s = n / min(w, h)
@@ -148,7 +142,8 @@ def export_onnx(model_dir):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".partial"
     with torch.inference_mode():
-        torch.onnx.export(features_modules(model)[0], (torch.randn(1, 3, image_size(model_dir), image_size(model_dir)),), tmp, input_names=["px"],
+        n = model.config.vision_config.image_size
+        torch.onnx.export(features_modules(model)[0], (torch.randn(1, 3, n, n),), tmp, input_names=["px"],
                           dynamic_axes={"px": {0: "b"}}, opset_version=17, dynamo=False)
     os.replace(tmp, path)
     return path
