@@ -58,7 +58,7 @@ fn open_clip_parts_not_implemented_are_named() {
     ] {
         let dir =
             Scratch::copy_fixture("tiny-quickgelu-openai", "unsupported", &["model.safetensors"]);
-        std::fs::write(dir.path().join("model.safetensors"), weights_with(tensor)).unwrap();
+        dir.write("model.safetensors", weights_with(tensor));
         let e = CLIPModel::from_pretrained(dir.path()).err().expect("loaded");
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{tensor}: {e}");
         let msg = e.to_string();
@@ -75,7 +75,7 @@ fn open_clip_config_refusals_name_the_key() {
         (r#"{"embed_dim": 24, "multimodal_cfg": {"width": 512}}"#, "CoCa"),
     ] {
         let dir = Scratch::copy_fixture("tiny-quickgelu-openai", "oc-refuse", &["config.json"]);
-        std::fs::write(dir.path().join("open_clip_config.json"), cfg).unwrap();
+        dir.write("open_clip_config.json", cfg);
         let e = CLIPModel::from_pretrained(dir.path()).err().expect("loaded");
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{cfg}: {e}");
         let msg = e.to_string();
@@ -86,7 +86,7 @@ fn open_clip_config_refusals_name_the_key() {
 #[test]
 fn pytorch_pickles_are_named_not_read() {
     let dir = Scratch::copy_fixture("tiny-quickgelu", "pickle", &["model.safetensors"]);
-    std::fs::write(dir.path().join("open_clip_pytorch_model.bin"), b"not read").unwrap();
+    dir.write("open_clip_pytorch_model.bin", b"not read");
     let e = CLIPModel::from_pretrained(dir.path()).err().expect("loaded");
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
     let msg = e.to_string();
