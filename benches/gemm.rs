@@ -3,7 +3,7 @@
 //! the same run (its own dispatch: AVX-512, FMA or NEON, whichever this CPU
 //! has, re-packing the weights on every call).
 //!
-//! `cargo bench --bench gemm [-- [f32|f16] [--threads N]... [--mats N]]`
+//! `cargo bench --bench gemm [-- [f32|f16] [--threads N] [--mats N] [--shape MxNxK]...]`
 //!
 //! The shapes are B/32's: the image tower's products at batch 16 (800
 //! rows) and 1 (50 rows), a caption's (10 rows). The kernel cycles through
@@ -12,7 +12,8 @@
 //! a model, not from cache; `--mats 1` keeps one matrix in cache.
 //! Reported: the median and the fastest product (on a shared machine the
 //! fastest is the undisturbed rate), in GFLOP/s, and the ratio of the
-//! medians to the `gemm` crate's.
+//! medians to the `gemm` crate's. `--shape 780x768x3072` (rows x out x in,
+//! repeatable) runs those shapes instead.
 
 use clip::kernels::{gemm_f32, GemmDst, GemmOperand, Mat};
 use clip::layers::Linear;
@@ -68,8 +69,22 @@ fn main() {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     println!("kernel {kernel}; {cpu}; {mats} matrices a shape");
     // (rows, out, in): fc1 and fc2 of the image tower at batch 16 and 1, a caption's qkv.
-    let shapes =
-        [(800, 3072, 768), (800, 768, 3072), (50, 3072, 768), (50, 768, 3072), (10, 1536, 512)];
+    let mut shapes =
+        vec![(800, 3072, 768), (800, 768, 3072), (50, 3072, 768), (50, 768, 3072), (10, 1536, 512)];
+    let asked: Vec<(usize, usize, usize)> = args
+        .windows(2)
+        .filter(|w| w[0] == "--shape")
+        .map(|w| match w[1].split('x').map(str::parse).collect::<Result<Vec<usize>, _>>() {
+            Ok(d) if d.len() == 3 && d.iter().all(|&v| v > 0) => (d[0], d[1], d[2]),
+            _ => {
+                eprintln!("--shape takes rows x out x in, e.g. 800x768x3072, not {:?}", w[1]);
+                std::process::exit(2);
+            }
+        })
+        .collect();
+    if !asked.is_empty() {
+        shapes = asked;
+    }
     for &(m, n, k) in &shapes {
         let flop = 2.0 * (m * n * k) as f64;
         let x: Vec<f32> = (0..m * k).map(|i| ((i % 97) as f32 - 48.0) / 97.0).collect();
