@@ -3,7 +3,7 @@
 //! the same run (its own dispatch: AVX-512, FMA or NEON, whichever this CPU
 //! has, re-packing the weights on every call).
 //!
-//! `cargo bench --bench gemm [-- [f32|f16] [--threads N] [--mats N] [--shape MxNxK]...]`
+//! `cargo bench --bench gemm [-- [f32|f16|int8]... [--threads N] [--mats N] [--shape MxNxK]...]`
 //!
 //! The shapes are B/32's: the image tower's products at batch 16 (800
 //! rows) and 1 (50 rows), a caption's (10 rows). The kernel cycles through
@@ -13,11 +13,14 @@
 //! Reported: the median and the fastest product (on a shared machine the
 //! fastest is the undisturbed rate), in GFLOP/s, and the ratio of the
 //! medians to the `gemm` crate's. `--shape 780x768x3072` (rows x out x in,
-//! repeatable) runs those shapes instead.
+//! repeatable) runs those shapes instead. `int8` times the int8 products
+//! ([`Precision::Int8`]: F32 weights quantised on first use; GFLOP/s
+//! counts two operations a multiply-add, as for f32).
 
 use clip::kernels::{gemm_f32, GemmDst, GemmOperand, Mat};
 use clip::layers::Linear;
 use clip::weights::{DType, WeightTensor};
+use clip::Precision;
 use std::time::Instant;
 
 /// `reps` timings (seconds) of `f`, after one warm-up call.
@@ -50,12 +53,16 @@ fn main() {
         Some(t) => vec![t],
         None => vec![1, 2],
     };
-    let dtypes: Vec<DType> =
-        match (args.iter().any(|a| a == "f32"), args.iter().any(|a| a == "f16")) {
-            (true, false) => vec![DType::F32],
-            (false, true) => vec![DType::F16],
-            _ => vec![DType::F32, DType::F16],
-        };
+    // (weights, precision): `int8` is F32 weights quantised for int8 products.
+    let all = [
+        ("f32", DType::F32, Precision::Full),
+        ("f16", DType::F16, Precision::Full),
+        ("int8", DType::F32, Precision::Int8),
+    ];
+    let mut cases: Vec<_> = all.iter().filter(|c| args.iter().any(|a| a == c.0)).copied().collect();
+    if cases.is_empty() {
+        cases = all[..2].to_vec();
+    }
     let kernel = match clip::kernels::active_kernel() {
         Ok(k) => k,
         Err(e) => {
@@ -91,12 +98,13 @@ fn main() {
         let w: Vec<f32> = (0..n * k).map(|i| ((i % 89) as f32 - 44.0) / 890.0).collect();
         let bias = vec![0.01f32; n];
         let mut out = vec![0.0f32; m * n];
-        for &dtype in &dtypes {
+        for &(name, dtype, precision) in &cases {
             let weight = WeightTensor::from_f32_as(&w, vec![n, k], dtype);
             let layers: Vec<Linear> = (0..mats)
                 .map(|_| {
                     let mat = Mat { weight: weight.clone(), out_features: n, in_features: k };
-                    Linear::new(mat, Some(bias.clone())).expect("a consistent layer")
+                    let layer = Linear::new(mat, Some(bias.clone())).expect("a consistent layer");
+                    layer.with_precision(precision)
                 })
                 .collect();
             for &threads in &thread_counts {
@@ -110,11 +118,11 @@ fn main() {
                 let best = ours.iter().cloned().fold(f64::INFINITY, f64::min);
                 let med = median(&mut ours);
                 let mut line = format!(
-                    "{dtype:?} m={m:<3} n={n:<4} k={k:<4} threads={threads}: {kernel} {:6.1} GFLOP/s (fastest {:6.1})",
+                    "{name:4} m={m:<3} n={n:<4} k={k:<4} threads={threads}: {kernel} {:6.1} GFLOP/s (fastest {:6.1})",
                     gf(med),
                     gf(best)
                 );
-                if dtype == DType::F32 {
+                if name == "f32" {
                     // The peer: the gemm crate on the f32 weights as stored ([out, in]).
                     let lhs = GemmOperand { data: &x, row_stride: k, col_stride: 1 };
                     let rhs = GemmOperand { data: &w, row_stride: 1, col_stride: k };

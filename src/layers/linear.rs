@@ -4,7 +4,8 @@
 use crate::config::Activation;
 use crate::error::Result;
 use crate::kernels::{
-    packed_len, Dest, Epilogue, Input, LinearProduct, Mat, Part, PrecisionHandle, RowBlocks,
+    packed_len, Dest, Epilogue, Input, LinearProduct, Mat, Part, Precision, PrecisionHandle,
+    RowBlocks,
 };
 
 /// A linear layer: `out = x W^T + b` for one weight matrix, or for several
@@ -64,6 +65,14 @@ impl Linear {
     fn unstack(layers: Vec<Linear>) -> (Vec<Part>, PrecisionHandle) {
         let precision = layers.first().map(|p| p.product.precision().clone()).unwrap_or_default();
         (layers.into_iter().flat_map(|p| p.product.into_parts()).collect(), precision)
+    }
+
+    /// This layer computing in `precision` (see [`Precision`]): with
+    /// [`Precision::Int8`] its weights are quantised on first use, where the
+    /// kernel has int8 products. Clones made before this share the setting.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        self.product.precision().set(precision);
+        self
     }
 
     /// Output features (of all parts, for a stack).
@@ -196,4 +205,58 @@ impl LayerInput {
 /// `m` rows, in any layout ([`LayerInput`]).
 pub(crate) fn input_buffer_len(m: usize, width: usize) -> usize {
     packed_len(m, width).max(m * width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_support::pseudo;
+    use crate::weights::{DType, WeightTensor};
+
+    /// `with_precision(Int8)` switches the layer to int8 products, whose
+    /// results lie within the rounding bound of the two quantisations
+    /// (symmetric, 127 steps a side: weights per output, inputs per row),
+    /// and `with_precision(Full)` switches back to the same bits as before.
+    #[test]
+    fn with_precision_switches_between_int8_and_full() {
+        let (m, n, k) = (5, 48, 96);
+        let w = pseudo(n * k, 3);
+        let x = pseudo(m * k, 4);
+        let bias = pseudo(n, 5);
+        let mat = Mat {
+            weight: WeightTensor::from_f32_as(&w, vec![n, k], DType::F32),
+            out_features: n,
+            in_features: k,
+        };
+        let layer = Linear::new(mat, Some(bias)).expect("a consistent layer");
+        let run = |l: &Linear| {
+            let mut out = vec![0.0; m * n];
+            l.forward(&x, m, &mut out, 1);
+            out
+        };
+        let full = run(&layer);
+        let layer = layer.with_precision(Precision::Int8);
+        let int8 = run(&layer);
+        assert!(int8 != full, "int8 products ran at full precision");
+        for i in 0..m {
+            let xr = &x[i * k..][..k];
+            let sx = xr.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 127.0;
+            for j in 0..n {
+                let wr = &w[j * k..][..k];
+                let sw = wr.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 127.0;
+                // |x w - x' w'| <= |x - x'| |w| + |x'| |w - w'|, each
+                // rounding at most half a step; plus f32 rounding.
+                let bound: f32 = xr
+                    .iter()
+                    .zip(wr)
+                    .map(|(a, b)| sx / 2.0 * b.abs() + (a.abs() + sx / 2.0) * sw / 2.0)
+                    .sum::<f32>()
+                    + 1e-5;
+                let err = (int8[i * n + j] - full[i * n + j]).abs();
+                assert!(err <= bound, "row {i} col {j}: error {err} over bound {bound}");
+            }
+        }
+        let back = run(&layer.with_precision(Precision::Full));
+        assert!(back == full, "full precision after int8");
+    }
 }
