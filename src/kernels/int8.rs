@@ -13,13 +13,17 @@
 //! [`Int8Dot`] gives the same bits. Same panel order as the f32 path, with
 //! `G` consecutive depths of a column together, `[panel][k / G][NR][G]`:
 //! `G = 4` (a 32-bit lane of the dot-product instructions), 8 for `smmla`
-//! ([`Int8Dot::group_depth`]).
+//! ([`Int8Dot::group_depth`]). The quantised activations are laid out for
+//! the tiles ([`TileLayout`]): one row after another, or, for `smmla`, in
+//! chunks of 8 bytes with each tile's rows interleaved.
 
 mod dot;
+mod layout;
 pub(crate) mod tile;
 
 pub(crate) use dot::{check_choice, int8_runner};
 pub use dot::{Int8Dot, INT8_DOT_ENV};
+use layout::TileLayout;
 use tile::TileI8;
 
 use super::isa::{vectorized, with_isa, Isa, Kernel};
@@ -144,53 +148,75 @@ impl Int8Linear {
         };
         assert!(x.len() >= m * self.k, "int8 gemm: input too short");
         assert!(out_rs >= self.n && out.len() >= (m - 1) * out_rs + self.n, "int8 gemm: output");
-        let lda = self.k4 + 64;
+        let mr = with_isa!(self.kernel, |K| K::MR);
+        // Whole rows (64 bytes of slack past the depth for the loads of
+        // four groups at a time), or chunks (`smmla`'s row pairs).
+        let (row_bytes, c) = match self.dot.chunk() {
+            Some(c) => (self.k4.div_ceil(c) * c, c),
+            None => (self.k4 + 64, self.k4 + 64),
+        };
+        let layout = TileLayout::new(m, row_bytes, row_block(m, row_bytes), mr, c);
         // Reused between products (taken out while in use, as the f32 path's
-        // buffer). Bytes past `k` in a row may hold an earlier product's
-        // values: they meet the zero padding of the weights.
+        // buffer). In whole rows, bytes past `k` may hold an earlier
+        // product's values: they meet the zero padding of the weights.
         let mut a = Q_PACK.take();
-        if a.len() < m * lda {
-            a.resize(m * lda, 0);
+        if a.len() < layout.len() {
+            a.resize(layout.len(), 0);
         }
         let k = self.k;
         let unsigned = self.dot.unsigned_rows();
         let mut row_scale = vec![0.0f32; m];
-        // Rows `r0..` of `x` into `a` and their scales into `scales`.
-        let quantize = |r0: usize, a: &mut [u8], scales: &mut [f32]| {
-            let mut normed = Vec::new();
-            for (r, (dst, s)) in a.chunks_mut(lda).zip(scales).enumerate() {
-                let row = &x[(r0 + r) * k..][..k];
+        let dst = BytePtr(a.as_mut_ptr());
+        // Rows `r0..` of `x` into their places in `a` and their scales into
+        // `scales`.
+        let quantize = |r0: usize, scales: &mut [f32]| {
+            // A row in chunks is quantised here whole (the bytes past `k`
+            // zero), then placed.
+            let (mut normed, mut row) = (Vec::new(), vec![0u8; row_bytes]);
+            for (r, s) in (r0..).zip(scales) {
+                let (at, step) = layout.place(r);
+                let whole = c == row_bytes;
+                // SAFETY: `a` holds `layout.len()` bytes, in which row `r`'s
+                // bytes are where `place` says, disjoint from every other
+                // row's (see `TileLayout`): no other task touches them.
+                let to = if whole {
+                    unsafe { std::slice::from_raw_parts_mut(dst.get().add(at), row_bytes) }
+                } else {
+                    &mut row[..]
+                };
+                let x = &x[r * k..][..k];
                 *s = match ln {
                     Some(ln) => {
                         normed.resize(k, 0.0);
-                        normalize_row(row, ln, &mut normed);
-                        quantize_row(&normed, dst, unsigned)
+                        normalize_row(x, ln, &mut normed);
+                        quantize_row(&normed, to, unsigned)
                     }
-                    None => quantize_row(row, dst, unsigned),
+                    None => quantize_row(x, to, unsigned),
                 };
+                if !whole {
+                    debug_assert_eq!(c, 8);
+                    // SAFETY: as above, for the row's chunks.
+                    unsafe { place_row::<8>(&row, dst.get().add(at), step) };
+                }
             }
         };
         // Normalising too makes a row's work worth sharing sooner.
         let worth = if ln.is_some() { 1 << 14 } else { 1 << 16 };
         if threads > 1 && m * self.k >= worth {
             const ROWS: usize = 8;
-            team::for_each_chunk_pair(
-                (&mut a[..m * lda], ROWS * lda),
-                (&mut row_scale, ROWS),
-                |c, a, scales| quantize(c * ROWS, a, scales),
-            );
+            team::for_each_chunk(&mut row_scale, ROWS, |i, scales| quantize(i * ROWS, scales));
         } else {
-            quantize(0, &mut a[..m * lda], &mut row_scale);
+            quantize(0, &mut row_scale);
         }
         let t = threads_for(m * self.n * self.k.max(1), threads, self.panels);
         let out_ptr = OutPtr(out.as_mut_ptr());
-        split_work(m.div_ceil(row_block(m, lda)), self.panels, t, |share| {
-            // SAFETY: `a` holds `m` quantised rows at stride `lda >= k4`;
+        split_work(m.div_ceil(layout.block_rows()), self.panels, t, |share| {
+            // SAFETY: `a` holds the `m` quantised rows as `layout` places them;
             // `forward` asserted `out` holds `m` rows of `n` at `out_rs`;
             // this job writes only its share's rows and columns (each pair
             // of row block and panel is in one share); the kernel that
             // quantised the panels runs `self.dot` on this CPU.
-            let q = Quantized { rows: &a, stride: lda, scales: &row_scale };
+            let q = Quantized { rows: &a, layout, scales: &row_scale };
             with_isa!(self.kernel, |K| unsafe {
                 self.run_share::<K>(q, share, out_ptr, out_rs, epilogue)
             })
@@ -213,15 +239,16 @@ impl Int8Linear {
         epilogue: Epilogue,
     ) {
         debug_assert!(K::KERNEL == self.kernel && K::int8(self.dot), "int8 gemm: kernel");
-        let Quantized { rows: a, stride: lda, scales: row_scale } = q;
+        let Quantized { rows: a, layout, scales: row_scale } = q;
         let Share { rows, p0, p1 } = share;
         let m = row_scale.len();
         // Row blocks whose quantised rows (about 512 KiB) stay in L2.
-        let mc = row_block(m, lda);
+        let mc = layout.block_rows();
+        let (row_bytes, c) = (layout.row_bytes(), layout.chunk());
         let nr = K::NR_I8;
         for m0 in (rows.start * mc..m.min(rows.end * mc)).step_by(mc) {
             let mlen = mc.min(m - m0);
-            let ntiles = mlen.div_ceil(K::MR);
+            let ntiles = layout.tiles(mlen);
             for p in p0..p1 {
                 let b = self.data.as_ptr().add(p * self.k4 * nr);
                 // The next panel (contiguous), one share of it per tile.
@@ -234,8 +261,9 @@ impl Int8Linear {
                     let tile = TileI8 {
                         next,
                         next_lines,
-                        a: a.as_ptr().add((m0 + r0) * lda),
-                        lda,
+                        a: a.as_ptr().add((m0 + r0) * row_bytes),
+                        lda: c,
+                        step: rows * c,
                         row_scale: row_scale.as_ptr().add(m0 + r0),
                         c: out.get().add((m0 + r0) * out_rs + p * nr),
                         ldc: out_rs,
@@ -273,14 +301,42 @@ pub(crate) fn quantize_weight_row(w: &[f32], q: &mut [i8]) -> f32 {
     s
 }
 
-/// A product's input rows, quantised: `scales.len()` rows of u8 at
-/// `stride` bytes, and one scale per row.
+/// A product's input rows, quantised: `scales.len()` rows of u8 where
+/// `layout` places them, and one scale per row.
 #[derive(Clone, Copy)]
 struct Quantized<'a> {
     rows: &'a [u8],
-    stride: usize,
+    layout: TileLayout,
     scales: &'a [f32],
 }
+
+/// Copies `row`'s chunks of `C` bytes to `to`, `step` bytes apart.
+///
+/// # Safety
+/// `row.len()` is a multiple of `C`; `to` is valid for writes of
+/// `(row.len() / C - 1) * step + C` bytes at those places.
+#[inline(always)]
+unsafe fn place_row<const C: usize>(row: &[u8], to: *mut u8, step: usize) {
+    debug_assert_eq!(row.len() % C, 0);
+    for (j, chunk) in row.chunks_exact(C).enumerate() {
+        to.add(j * step).cast::<[u8; C]>().write_unaligned(chunk.try_into().unwrap_unchecked());
+    }
+}
+
+/// The quantised rows' buffer, written by the quantising tasks.
+#[derive(Clone, Copy)]
+struct BytePtr(*mut u8);
+
+impl BytePtr {
+    fn get(self) -> *mut u8 {
+        self.0
+    }
+}
+// SAFETY: each task writes only its own rows' chunks through it (disjoint,
+// see `TileLayout`), and the buffer outlives the tasks.
+unsafe impl Send for BytePtr {}
+// SAFETY: as above; shared references to it only copy the pointer.
+unsafe impl Sync for BytePtr {}
 
 thread_local! {
     /// The quantised activations of the product running on this thread.
@@ -327,9 +383,9 @@ fn quantize_row_body<const UNSIGNED: bool>(row: &[f32], dst: &mut [u8]) -> f32 {
 }
 
 /// Rows of quantised activations per row block (at most about 512 KiB of
-/// them, blocks of even size) for `m` rows of `lda` bytes.
-fn row_block(m: usize, lda: usize) -> usize {
-    balanced_blocks(m, ((1 << 19) / lda).clamp(MR_MAX, 4096))
+/// them, blocks of even size) for `m` rows of `bytes` bytes.
+fn row_block(m: usize, bytes: usize) -> usize {
+    balanced_blocks(m, ((1 << 19) / bytes.max(1)).clamp(MR_MAX, 4096))
 }
 
 #[cfg(test)]

@@ -162,21 +162,6 @@ pub(crate) fn for_each_chunk<T: Send>(
     for_each(chunks.count(), |i| f(i, unsafe { chunks.get(i) }));
 }
 
-/// Calls `f(i, a_chunk, b_chunk)` for chunk `i` of `a` (`ca` elements)
-/// and of `b` (`cb` elements) together, in parallel as [`for_each`]: as
-/// many tasks as `a` has chunks (`b` must have as many, the last ones may
-/// be shorter).
-pub(crate) fn for_each_chunk_pair<A: Send, B: Send>(
-    (a, ca): (&mut [A], usize),
-    (b, cb): (&mut [B], usize),
-    f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
-) {
-    let (a, b) = (Chunks::of(a, ca), Chunks::of(b, cb));
-    assert!(a.count() == b.count(), "team: chunk counts differ");
-    // SAFETY: task `i` alone takes chunk `i` of each.
-    for_each(a.count(), |i| f(i, unsafe { a.get(i) }, unsafe { b.get(i) }));
-}
-
 /// A mutable slice cut into chunks of `size` elements (the last may be
 /// shorter) that the tasks of one step take one each.
 struct Chunks<'a, T> {
@@ -358,18 +343,6 @@ mod tests {
         let mut data = vec![0usize; 103];
         pool(2).install(|| run(|| for_each_chunk(&mut data, 10, |i, c| c.fill(i + 1))));
         assert!(data.iter().enumerate().all(|(j, &v)| v == j / 10 + 1), "{data:?}");
-        // Pairs: chunk i of each slice together (11 chunks of 10 and of 2).
-        let (mut a, mut b) = (vec![0usize; 103], vec![0usize; 22]);
-        pool(2).install(|| {
-            run(|| {
-                for_each_chunk_pair((&mut a, 10), (&mut b, 2), |i, a, b| {
-                    a.fill(i + 1);
-                    b.fill(i + 1);
-                })
-            })
-        });
-        assert!(a.iter().enumerate().all(|(j, &v)| v == j / 10 + 1), "{a:?}");
-        assert!(b.iter().enumerate().all(|(j, &v)| v == j / 2 + 1), "{b:?}");
     }
 
     /// A panic in a task (on the leader or a follower) reaches the caller of

@@ -128,12 +128,14 @@ unsafe fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 /// The int8 micro-kernel on `smmla`: `ROWS` (up to 8) rows of 8 columns
 /// as 2 x 2 blocks, `P = ROWS / 2` (rounded up) row pairs times 4 column
 /// pairs: 16 accumulators, 4 registers of activations (a row pair's 8
-/// depths) and 4 of weights (a column pair's) per group of 8 depths. An
-/// odd last row is computed twice and written once.
+/// depths, one load: the rows come in chunks of 8 bytes) and 4 of weights
+/// (a column pair's) per group of 8 depths. An odd last row is computed
+/// twice and written once.
 ///
 /// # Safety
 /// The CPU has NEON and i8mm; `b` points at `groups * 64` panel bytes
-/// (groups of 8 depths); `t` as [`TileI8`] describes for `ROWS` rows.
+/// (groups of 8 depths); `t` as [`TileI8`] describes for `ROWS` rows in
+/// chunks of 8 bytes.
 #[target_feature(enable = "neon,i8mm")]
 #[inline(never)]
 pub(super) unsafe fn i8mm<const ROWS: usize, const P: usize>(
@@ -142,15 +144,20 @@ pub(super) unsafe fn i8mm<const ROWS: usize, const P: usize>(
     t: &TileI8,
 ) {
     debug_assert_eq!(P, ROWS.div_ceil(2));
+    debug_assert_eq!(t.lda, 8);
     let mut acc = [[vdupq_n_s32(0); 4]; P];
-    let row = |r: usize| t.a.add(r.min(ROWS - 1) * t.lda);
     for g in 0..groups {
         let block = b.add(g * 8 * NR);
         let w = [0, 16, 32, 48].map(|o| vld1q_s8(block.add(o).cast()));
+        // The group's 8 bytes of every row, one row after another.
+        let rows = t.a.add(g * t.step);
         for (p, acc) in acc.iter_mut().enumerate() {
-            let lo = vld1_s8(row(2 * p).add(8 * g).cast());
-            let hi = vld1_s8(row(2 * p + 1).add(8 * g).cast());
-            let a = vcombine_s8(lo, hi);
+            let a = if 2 * p + 1 < ROWS {
+                vld1q_s8(rows.add(16 * p).cast())
+            } else {
+                let last = vld1_s8(rows.add(16 * p).cast());
+                vcombine_s8(last, last)
+            };
             for (acc, &w) in acc.iter_mut().zip(&w) {
                 *acc = smmla(*acc, a, w);
             }

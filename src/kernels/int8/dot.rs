@@ -70,6 +70,14 @@ impl Int8Dot {
         self == Int8Dot::Vnni
     }
 
+    /// Consecutive bytes of a row the quantised activations keep together
+    /// ([`TileLayout`](super::layout::TileLayout)), where not the whole
+    /// row: 8 for `smmla` (a group), whose row pairs are then one 16-byte
+    /// load; `None` (rows one after another) for the others.
+    pub(crate) fn chunk(self) -> Option<usize> {
+        (self == Int8Dot::I8mm).then_some(8)
+    }
+
     /// Consecutive depths of a column the weight panels keep together: 8
     /// for `smmla`, 4 for the others.
     pub(crate) fn group_depth(self) -> usize {

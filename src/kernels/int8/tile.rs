@@ -19,9 +19,17 @@ use crate::kernels::simd::F32Vec;
 // The offsets and the prefetch hints are read by the x86 kernels only.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct TileI8 {
-    /// The block's quantised rows (row stride `lda` bytes).
+    /// The block's quantised rows in chunks of `lda` bytes
+    /// ([`TileLayout`](super::layout::TileLayout)): chunk `j` of row `r` at
+    /// `a + j * step + r * lda`, `step` the tile's height times `lda`. Rows
+    /// are one chunk (`lda` bytes from one row to the next, the depth and
+    /// slack in each) for every [`Int8Dot`](super::Int8Dot) but `smmla`'s
+    /// ([`Int8Dot::chunk`](super::Int8Dot::chunk)).
     pub a: *const u8,
     pub lda: usize,
+    // (Read by the `smmla` kernel only.)
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    pub step: usize,
     /// One activation scale per row.
     pub row_scale: *const f32,
     /// First output of the block (row stride `ldc`).
@@ -77,7 +85,7 @@ pub(crate) unsafe fn finish<V: F32Vec, const ROWS: usize, const NR: usize>(
 ///
 /// # Safety
 /// `b` points at `groups * 4 * NR` bytes of panel, `t` as [`TileI8`]
-/// describes for `ROWS` rows and `NR` columns.
+/// describes for `ROWS` whole rows and `NR` columns.
 pub(crate) unsafe fn scalar<const ROWS: usize, const NR: usize>(
     groups: usize,
     b: *const u8,
