@@ -166,16 +166,19 @@ impl Int8Linear {
         let k = self.k;
         let unsigned = self.dot.unsigned_rows();
         let mut row_scale = vec![0.0f32; m];
-        let dst = BytePtr(a.as_mut_ptr());
+        // Each task writes only its own rows' bytes (disjoint, see
+        // `TileLayout`).
+        let dst = OutPtr(a.as_mut_ptr());
+        let whole = c == row_bytes;
         // Rows `r0..` of `x` into their places in `a` and their scales into
         // `scales`.
         let quantize = |r0: usize, scales: &mut [f32]| {
             // A row in chunks is quantised here whole (the bytes past `k`
             // zero), then placed.
-            let (mut normed, mut row) = (Vec::new(), vec![0u8; row_bytes]);
+            let mut row = if whole { Vec::new() } else { vec![0u8; row_bytes] };
+            let mut normed = Vec::new();
             for (r, s) in (r0..).zip(scales) {
                 let (at, step) = layout.place(r);
-                let whole = c == row_bytes;
                 // SAFETY: `a` holds `layout.len()` bytes, in which row `r`'s
                 // bytes are where `place` says, disjoint from every other
                 // row's (see `TileLayout`): no other task touches them.
@@ -322,21 +325,6 @@ unsafe fn place_row<const C: usize>(row: &[u8], to: *mut u8, step: usize) {
         to.add(j * step).cast::<[u8; C]>().write_unaligned(chunk.try_into().unwrap_unchecked());
     }
 }
-
-/// The quantised rows' buffer, written by the quantising tasks.
-#[derive(Clone, Copy)]
-struct BytePtr(*mut u8);
-
-impl BytePtr {
-    fn get(self) -> *mut u8 {
-        self.0
-    }
-}
-// SAFETY: each task writes only its own rows' chunks through it (disjoint,
-// see `TileLayout`), and the buffer outlives the tasks.
-unsafe impl Send for BytePtr {}
-// SAFETY: as above; shared references to it only copy the pointer.
-unsafe impl Sync for BytePtr {}
 
 thread_local! {
     /// The quantised activations of the product running on this thread.

@@ -182,21 +182,22 @@ fn cut_at(range: Range<usize>, step: usize) -> impl Iterator<Item = Range<usize>
     })
 }
 
-/// An output (or packing) pointer shared by the threads of one product.
+/// An output (or packing) pointer shared by the threads of one product:
+/// f32 outputs, or the int8 path's quantised rows.
 #[derive(Clone, Copy)]
-pub(crate) struct OutPtr(pub(crate) *mut f32);
+pub(crate) struct OutPtr<T = f32>(pub(crate) *mut T);
 
-impl OutPtr {
-    pub(crate) fn get(self) -> *mut f32 {
+impl<T> OutPtr<T> {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }
-// SAFETY: each thread writes a disjoint set of rows and columns through it
-// (see `PackedLinear::forward_to`), and the borrow it came from outlives
-// the threads.
-unsafe impl Send for OutPtr {}
+// SAFETY: each thread writes a disjoint set of rows and columns (or of
+// quantised rows) through it (see `PackedLinear::forward_to` and
+// `Int8Linear::forward`), and the borrow it came from outlives the threads.
+unsafe impl<T> Send for OutPtr<T> {}
 // SAFETY: as above; shared references to it only copy the pointer.
-unsafe impl Sync for OutPtr {}
+unsafe impl<T> Sync for OutPtr<T> {}
 
 #[cfg(test)]
 mod tests {
